@@ -1,0 +1,66 @@
+#include "protocol/channel.h"
+
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include "protocol/message.h"
+
+namespace zwrm::protocol {
+namespace {
+
+struct Pair {
+  Pair() {
+    int fds[2];
+    ZWRM_CHECK(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    a = std::make_unique<Channel>(UniqueFd(fds[0]));
+    b = std::make_unique<Channel>(UniqueFd(fds[1]));
+  }
+  std::unique_ptr<Channel> a;
+  std::unique_ptr<Channel> b;
+};
+
+TEST(Channel, DeliversFramesInOrderAcrossPartialWrites) {
+  Pair pair;
+  const Bytes big(kMaxPayload, 0xab);
+  for (int i = 0; i < 40; ++i) pair.a->send(FrameType::kStdout, 1, big);
+  pair.a->send(FrameType::kExit, 1, encode(ExitStatus{}));
+
+  std::vector<Frame> received;
+  auto collect = [&](Frame&& frame) -> Status {
+    received.push_back(std::move(frame));
+    return {};
+  };
+  // 40 * 64 KiB exceeds the socket buffer, so flush must stop and resume.
+  while (pair.a->has_pending() || received.size() < 41) {
+    ASSERT_TRUE(pair.a->flush());
+    auto open = pair.b->receive(collect);
+    ASSERT_TRUE(open);
+    ASSERT_TRUE(*open);
+  }
+  ASSERT_EQ(received.size(), 41u);
+  EXPECT_EQ(received[39].payload, big);
+  EXPECT_EQ(received[40].type, FrameType::kExit);
+}
+
+TEST(Channel, ReportsPeerClose) {
+  Pair pair;
+  pair.a.reset();
+  auto open = pair.b->receive([](Frame&&) -> Status { return {}; });
+  ASSERT_TRUE(open);
+  EXPECT_FALSE(*open);
+}
+
+TEST(Channel, ReportsMalformedInput) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  Channel channel{UniqueFd(fds[0])};
+  const std::uint8_t garbage[12] = {0xff, 0xff, 0xff, 0xff};
+  ASSERT_EQ(::write(fds[1], garbage, sizeof garbage), 12);
+  auto open = channel.receive([](Frame&&) -> Status { return {}; });
+  EXPECT_FALSE(open);
+  ::close(fds[1]);
+}
+
+}  // namespace
+}  // namespace zwrm::protocol
