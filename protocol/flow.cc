@@ -34,6 +34,16 @@ std::uint32_t ReceiveWindow::consume(std::size_t bytes) {
   return flush_credit();
 }
 
+Status ReceiveWindow::release(std::uint32_t bytes) {
+  const std::uint32_t in_flight = kInitialWindow - remaining_ - consumed_;
+  if (bytes > in_flight) {
+    return fail("protocol violation: credit of " + std::to_string(bytes) + " bytes exceeds the " +
+                std::to_string(in_flight) + " bytes outstanding");
+  }
+  remaining_ += bytes;
+  return {};
+}
+
 std::uint32_t ReceiveWindow::flush_credit() {
   const std::uint32_t grant = consumed_;
   remaining_ += grant;

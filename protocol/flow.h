@@ -46,6 +46,12 @@ class ReceiveWindow {
   // Returns all consumed-but-ungranted credit at once (used when the stream
   // goes idle, so the last partial batch is not held back).
   std::uint32_t flush_credit();
+  // Makes bytes available again at once, for a relay that forwards the
+  // downstream reader's credit unchanged. Fails when bytes exceed what was
+  // received and not yet released (a downstream peer granting too much).
+  Status release(std::uint32_t bytes);
+  // Bytes the peer may still send before it needs more credit.
+  std::uint32_t available() const { return remaining_; }
 
  private:
   std::uint32_t remaining_ = kInitialWindow;

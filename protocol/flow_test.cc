@@ -46,5 +46,15 @@ TEST(Flow, FlushCreditReturnsPartialBatch) {
   EXPECT_EQ(window.flush_credit(), 0u);
 }
 
+TEST(Flow, ReleaseForwardsExactCreditAndRejectsExcess) {
+  ReceiveWindow window;
+  ASSERT_TRUE(window.receive(1000));
+  EXPECT_FALSE(window.release(1001));
+  ASSERT_TRUE(window.release(600));
+  ASSERT_TRUE(window.release(400));
+  EXPECT_FALSE(window.release(1));
+  ASSERT_TRUE(window.receive(kInitialWindow));
+}
+
 }  // namespace
 }  // namespace zwrm::protocol

@@ -1,0 +1,189 @@
+#include "state/database.h"
+
+#include <chrono>
+#include <functional>
+
+namespace zwrm::state {
+
+namespace {
+
+// Each entry upgrades the schema by one version; PRAGMA user_version holds
+// the number applied. Never edit an entry that has shipped: append one.
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE projects (
+  name TEXT PRIMARY KEY,
+  template TEXT NOT NULL,
+  volume_path TEXT NOT NULL,
+  volume_bytes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  project TEXT NOT NULL,
+  template TEXT NOT NULL,
+  command TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('starting', 'running', 'ended')),
+  accel TEXT NOT NULL DEFAULT '',
+  cpus INTEGER NOT NULL,
+  memory_mib INTEGER NOT NULL,
+  timeout_ms INTEGER,
+  supervisor_pid INTEGER NOT NULL,
+  supervisor_start_ticks INTEGER NOT NULL,
+  vmm_pid INTEGER,
+  created_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  exit_code INTEGER,
+  stop_cause TEXT,
+  stop_detail TEXT,
+  log_dir TEXT NOT NULL
+);
+CREATE INDEX runs_by_state ON runs (state, project);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  time INTEGER NOT NULL,
+  project TEXT NOT NULL DEFAULT '',
+  run TEXT NOT NULL DEFAULT '',
+  source TEXT NOT NULL CHECK (source IN ('host', 'guest')),
+  type TEXT NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX events_by_run ON events (run, id);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+  BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+  BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;
+)sql",
+};
+
+}  // namespace
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
+  sqlite3* handle = nullptr;
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW;
+  if (sqlite3_open_v2(path.c_str(), &handle, flags, nullptr) != SQLITE_OK) {
+    std::string message = "cannot open database " + path + ": " + sqlite3_errmsg(handle);
+    sqlite3_close(handle);
+    return fail(message + "; check that ZWRM_HOME is writable");
+  }
+  std::unique_ptr<Database> db(new Database(handle, path));
+  sqlite3_busy_timeout(handle, 10'000);
+  if (auto done = db->execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"); !done) {
+    return tl::unexpected(done.error());
+  }
+  if (auto migrated = db->migrate(); !migrated) return tl::unexpected(migrated.error());
+  return db;
+}
+
+Database::~Database() { sqlite3_close(db_); }
+
+tl::unexpected<Error> Database::sqlite_error(std::string_view what) const {
+  return fail(std::string(what) + " failed in " + path_ + ": " + sqlite3_errmsg(db_));
+}
+
+Status Database::execute(const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message != nullptr ? message : "unknown error";
+    sqlite3_free(message);
+    return fail("database statement failed in " + path_ + ": " + text);
+  }
+  return {};
+}
+
+Result<Statement> Database::prepare(const char* sql) {
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &statement, nullptr) != SQLITE_OK) return sqlite_error("preparing a query");
+  return Statement(this, statement);
+}
+
+std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+
+Status Database::migrate() {
+  return transaction(*this, [&]() -> Status {
+    auto version_query = prepare("PRAGMA user_version");
+    if (!version_query) return tl::unexpected(version_query.error());
+    if (auto row = version_query->step(); !row) return tl::unexpected(row.error());
+    const std::int64_t version = version_query->integer(0);
+    constexpr std::int64_t kLatest = static_cast<std::int64_t>(std::size(kMigrations));
+    if (version > kLatest) {
+      return fail("database " + path_ + " has schema version " + std::to_string(version) +
+                  ", newer than this zwrm knows (" + std::to_string(kLatest) + "); upgrade zwrm");
+    }
+    for (std::int64_t next = version; next < kLatest; ++next) {
+      if (auto done = execute(kMigrations[next]); !done) return done;
+      const std::string pragma = "PRAGMA user_version=" + std::to_string(next + 1);
+      if (auto done = execute(pragma.c_str()); !done) return done;
+    }
+    return {};
+  });
+}
+
+Statement::~Statement() { sqlite3_finalize(statement_); }
+
+Statement& Statement::bind(int index, std::string_view value) {
+  sqlite3_bind_text(statement_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+
+Statement& Statement::bind(int index, std::int64_t value) {
+  sqlite3_bind_int64(statement_, index, value);
+  return *this;
+}
+
+Statement& Statement::bind(int index, std::optional<std::int64_t> value) {
+  return value ? bind(index, *value) : bind_null(index);
+}
+
+Statement& Statement::bind_null(int index) {
+  sqlite3_bind_null(statement_, index);
+  return *this;
+}
+
+Result<bool> Statement::step() {
+  const int code = sqlite3_step(statement_);
+  if (code == SQLITE_ROW) return true;
+  if (code == SQLITE_DONE) return false;
+  return db_->sqlite_error("a query");
+}
+
+Status Statement::run() {
+  for (;;) {
+    auto row = step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return {};
+  }
+}
+
+std::string Statement::text(int column) const {
+  const unsigned char* value = sqlite3_column_text(statement_, column);
+  return value != nullptr ? std::string(reinterpret_cast<const char*>(value),
+                                        static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)))
+                          : std::string();
+}
+
+std::int64_t Statement::integer(int column) const { return sqlite3_column_int64(statement_, column); }
+
+std::optional<std::int64_t> Statement::optional_integer(int column) const {
+  if (is_null(column)) return std::nullopt;
+  return integer(column);
+}
+
+bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+
+Status transaction(Database& db, const std::function<Status()>& body) {
+  if (auto begun = db.execute("BEGIN IMMEDIATE"); !begun) return begun;
+  Status result = body();
+  if (!result) {
+    (void)db.execute("ROLLBACK");
+    return result;
+  }
+  return db.execute("COMMIT");
+}
+
+}  // namespace zwrm::state

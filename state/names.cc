@@ -1,0 +1,36 @@
+#include "state/names.h"
+
+#include <cstdio>
+
+namespace zwrm::state {
+
+std::string printable(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+    }
+  }
+  return out;
+}
+
+Status validate_project_name(std::string_view name) {
+  auto invalid = [&](const char* why) {
+    return fail("invalid project name '" + printable(name) + "': " + why +
+                "; use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit");
+  };
+  if (name.empty()) return invalid("it is empty");
+  if (name.size() > 63) return invalid("it is longer than 63 characters");
+  for (unsigned char c : name) {
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!allowed) return invalid("it contains a character that is not allowed");
+  }
+  if (name.front() == '-' || name.back() == '-') return invalid("it starts or ends with '-'");
+  return {};
+}
+
+}  // namespace zwrm::state
