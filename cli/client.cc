@@ -1,0 +1,276 @@
+#include "cli/client.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "cli/terminal.h"
+#include "host/supervisor/exec_relay.h"
+#include "host/supervisor/exit_codes.h"
+#include "host/sys/paths.h"
+#include "protocol/channel.h"
+#include "protocol/flow.h"
+#include "protocol/message.h"
+
+namespace zwrm::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using protocol::FrameType;
+using supervisor::kMainStream;
+
+// After the first Ctrl-C or SIGTERM is passed to the command, the command
+// gets this long to exit before the run is stopped.
+constexpr std::chrono::seconds kSignalGrace{5};
+
+void print_error(const std::string& message) { std::fprintf(stderr, "zwrm: error: %s\n", message.c_str()); }
+
+// Starts `zwrm __supervise` in its own session with the socket as fd 3, so
+// that a Ctrl-C at the terminal reaches only the client, which decides what
+// to forward.
+Result<pid_t> start_supervisor(int socket_fd) {
+  const std::string self = sys::executable_path();
+  const pid_t pid = ::fork();
+  if (pid < 0) return fail_errno("cannot start the supervisor");
+  if (pid > 0) return pid;
+
+  ::setsid();
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  const int null_fd = ::open("/dev/null", O_RDWR);
+  ::dup2(null_fd, 0);
+  ::dup2(null_fd, 1);
+  ::dup2(null_fd, 2);
+  ::dup2(socket_fd, 3);
+  ::syscall(SYS_close_range, 4, ~0U, 0);
+  const char* argv[] = {"zwrm", "__supervise", nullptr};
+  ::execv(self.c_str(), const_cast<char* const*>(argv));
+  ::_exit(127);
+}
+
+bool write_all(int fd, const std::uint8_t* data, std::size_t size) {
+  while (size > 0) {
+    const ssize_t count = ::write(fd, data, size);
+    if (count < 0 && errno == EINTR) continue;
+    if (count <= 0) return false;
+    data += count;
+    size -= static_cast<std::size_t>(count);
+  }
+  return true;
+}
+
+class ClientSession {
+ public:
+  ClientSession(protocol::Channel& channel, const supervisor::RunRequest& request)
+      : channel_(channel), request_(request) {}
+
+  int run();
+
+ private:
+  Status handle_frame(protocol::Frame&& frame);
+  void write_output(const protocol::Frame& frame);
+  void read_stdin();
+  void handle_signals();
+  void request_stop(const char* reason, const std::string& detail);
+
+  protocol::Channel& channel_;
+  const supervisor::RunRequest& request_;
+  UniqueFd signal_fd_;
+  bool started_ = false;
+  bool stdin_open_ = true;
+  bool stdout_broken_ = false;
+  protocol::SendCredit stdin_credit_;
+  protocol::ReceiveWindow stdout_window_;
+  protocol::ReceiveWindow stderr_window_;
+  std::optional<Clock::time_point> stop_at_;
+  bool stop_requested_ = false;
+  std::optional<supervisor::RunEnded> ended_;
+};
+
+void ClientSession::request_stop(const char* reason, const std::string& detail) {
+  if (stop_requested_) return;
+  stop_requested_ = true;
+  channel_.send(FrameType::kStopRequest, 0, supervisor::json_payload(supervisor::to_json(supervisor::StopRequest{reason, detail})));
+}
+
+void ClientSession::write_output(const protocol::Frame& frame) {
+  const bool is_stdout = frame.type == FrameType::kStdout;
+  protocol::ReceiveWindow& window = is_stdout ? stdout_window_ : stderr_window_;
+  if (!window.receive(frame.payload.size())) {
+    print_error("the supervisor sent output beyond its credit");
+    request_stop("stopped", "the client detected a protocol violation");
+    return;
+  }
+  // A closed stdout (`zwrm run ... | head`) drops the rest of the output but
+  // keeps the run going, as the command's own exit decides the status.
+  if (is_stdout && !stdout_broken_) {
+    stdout_broken_ = !write_all(STDOUT_FILENO, frame.payload.data(), frame.payload.size());
+  } else if (!is_stdout) {
+    (void)write_all(STDERR_FILENO, frame.payload.data(), frame.payload.size());
+  }
+  if (const std::uint32_t grant = window.consume(frame.payload.size()); grant > 0) {
+    channel_.send(FrameType::kCredit, kMainStream, protocol::encode(protocol::Credit{frame.type, grant}));
+  }
+}
+
+Status ClientSession::handle_frame(protocol::Frame&& frame) {
+  switch (frame.type) {
+    case FrameType::kRunStarted:
+      started_ = true;
+      return {};
+    case FrameType::kStdout:
+    case FrameType::kStderr:
+      write_output(frame);
+      return {};
+    case FrameType::kCredit: {
+      auto credit = protocol::decode_credit(frame.payload);
+      if (!credit || credit->kind != FrameType::kStdin) return fail("the supervisor sent an invalid credit frame");
+      return stdin_credit_.grant(credit->bytes);
+    }
+    case FrameType::kEof:
+      // Output streams may end before the process; the run's end comes as
+      // kRunEnded. Unacknowledged credit no longer matters.
+      return {};
+    case FrameType::kNotice:
+      std::fprintf(stderr, "zwrm: %.*s\n", static_cast<int>(frame.payload.size()),
+                   reinterpret_cast<const char*>(frame.payload.data()));
+      return {};
+    case FrameType::kRunEnded: {
+      auto value = supervisor::parse_json_payload(frame.payload);
+      if (!value) return tl::unexpected(value.error());
+      auto ended = supervisor::run_ended_from_json(*value);
+      if (!ended) return tl::unexpected(ended.error());
+      ended_ = std::move(*ended);
+      return {};
+    }
+    default:
+      return fail(std::string("the supervisor sent an unexpected ") + protocol::frame_type_name(frame.type) + " frame");
+  }
+}
+
+void ClientSession::read_stdin() {
+  std::uint8_t buffer[32 * 1024];
+  const std::size_t limit = std::min<std::size_t>(sizeof buffer, stdin_credit_.available());
+  const ssize_t count = ::read(STDIN_FILENO, buffer, limit);
+  if (count < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (count <= 0) {
+    stdin_open_ = false;
+    channel_.send(FrameType::kEof, kMainStream, protocol::encode(protocol::Eof{FrameType::kStdin}));
+    return;
+  }
+  stdin_credit_.spend(static_cast<std::size_t>(count));
+  channel_.send(FrameType::kStdin, kMainStream, {buffer, static_cast<std::size_t>(count)});
+}
+
+void ClientSession::handle_signals() {
+  signalfd_siginfo info{};
+  while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    const int number = static_cast<int>(info.ssi_signo);
+    if (number == SIGWINCH) {
+      if (auto size = window_size(STDIN_FILENO)) {
+        channel_.send(FrameType::kWindow, kMainStream, protocol::encode(protocol::Window{size->rows, size->cols}));
+      }
+      continue;
+    }
+    if (number == SIGHUP || !started_ || stop_at_) {
+      request_stop(number == SIGINT ? "interrupted" : "stopped",
+                   std::string("the client received ") + strsignal(number));
+      continue;
+    }
+    // First SIGINT or SIGTERM: pass it to the command, as a local program
+    // would receive it, and stop the run if it has not ended by the grace.
+    channel_.send(FrameType::kSignal, kMainStream, protocol::encode(protocol::Signal{static_cast<std::uint32_t>(number)}));
+    stop_at_ = Clock::now() + kSignalGrace;
+  }
+}
+
+int ClientSession::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int number : {SIGINT, SIGTERM, SIGHUP, SIGWINCH}) sigaddset(&mask, number);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  signal_fd_.reset(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+
+  std::optional<RawMode> raw;
+  if (request_.tty) raw.emplace(STDIN_FILENO);
+
+  while (!ended_) {
+    pollfd fds[3] = {
+        {channel_.fd(), static_cast<short>(POLLIN | (channel_.has_pending() ? POLLOUT : 0)), 0},
+        {signal_fd_.get(), POLLIN, 0},
+        {stdin_open_ && started_ && stdin_credit_.available() > 0 ? STDIN_FILENO : -1, POLLIN, 0},
+    };
+    int timeout = -1;
+    if (stop_at_ && !stop_requested_) {
+      timeout = static_cast<int>(std::max<long long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(*stop_at_ - Clock::now()).count() + 1));
+    }
+    if (::poll(fds, 3, timeout) < 0 && errno != EINTR) break;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      auto open = channel_.receive([this](protocol::Frame&& frame) { return handle_frame(std::move(frame)); });
+      if (!open) {
+        print_error(open.error().message);
+        return supervisor::kExitZwrmError;
+      }
+      if (!*open && !ended_) {
+        print_error("the supervisor exited unexpectedly; its log is in the run's log directory (`zwrm ps -a`)");
+        return supervisor::kExitZwrmError;
+      }
+    }
+    if (fds[1].revents & POLLIN) handle_signals();
+    if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) read_stdin();
+    if (stop_at_ && !stop_requested_ && Clock::now() >= *stop_at_) {
+      request_stop("interrupted", "the command did not exit within 5 s of the signal");
+    }
+    if (!channel_.flush()) break;
+  }
+  raw.reset();
+  if (!ended_) {
+    print_error("lost the connection to the supervisor");
+    return supervisor::kExitZwrmError;
+  }
+  if (ended_->cause != "exit" && !ended_->detail.empty()) {
+    std::fprintf(stderr, "zwrm: run %s: %s\n", ended_->run_id.c_str(), ended_->detail.c_str());
+  }
+  return ended_->exit_code;
+}
+
+}  // namespace
+
+int run_client(const supervisor::RunRequest& request) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    print_error(std::string("cannot create a socket pair: ") + std::strerror(errno));
+    return supervisor::kExitZwrmError;
+  }
+  UniqueFd supervisor_end(pair[1]);
+  auto pid = start_supervisor(supervisor_end.get());
+  if (!pid) {
+    print_error(pid.error().message);
+    return supervisor::kExitZwrmError;
+  }
+  supervisor_end.reset();
+
+  protocol::Channel channel{UniqueFd(pair[0])};
+  channel.send(FrameType::kRunRequest, 0, supervisor::json_payload(supervisor::to_json(request)));
+  ClientSession session(channel, request);
+  const int exit_code = session.run();
+  // The supervisor exits right after reporting; reap it so no zombie lingers.
+  ::waitpid(*pid, nullptr, WNOHANG);
+  return exit_code;
+}
+
+}  // namespace zwrm::cli

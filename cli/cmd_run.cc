@@ -1,0 +1,75 @@
+// `zwrm run` and `zwrm agent`: start a run and stay attached to it.
+#include <unistd.h>
+
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/prepare.h"
+#include "host/supervisor/exit_codes.h"
+
+namespace zwrm::cli {
+
+namespace {
+
+void add_resource_options(CLI::App& command, RunOptions& options) {
+  command.add_option("--cpus", options.cpus, "Virtual CPUs of the VM (default 1)");
+  command.add_option("--memory", options.memory, "Memory of the VM, such as 512M or 2G (default 512M)");
+  command.add_option("--disk", options.disk,
+                     "Size of the project's volume when it is created, such as 10G (default 10G)");
+  command.add_option("--timeout", options.timeout,
+                     "Deadline for the whole run, such as 30s, 10m or 2h; the host ends the VM when it passes");
+  command.add_option("--accel", options.accel, "auto (KVM when it works, else TCG), kvm or tcg (default auto)");
+  command.add_option("-e,--env", options.env, "Set an environment variable for the command, KEY=VALUE");
+  command.add_flag("--root", options.root, "Run the command as root in the guest instead of the agent user");
+}
+
+// Returns the guest command: what followed `--`, or else what CLI11 left
+// after the first positional argument (prefix_command), so the command's own
+// options are never parsed as zwrm's.
+std::vector<std::string> guest_command(const Context& context, const CLI::App& command) {
+  return context.has_command_separator ? context.command : command.remaining();
+}
+
+int start_run(RunOptions& options, std::vector<std::string> command) {
+  options.command = std::move(command);
+  auto session = open_session();
+  if (!session) return report_error(session.error());
+  auto request = prepare_run(options, session->paths);
+  if (!request) return report_error(request.error());
+  return run_client(*request);
+}
+
+}  // namespace
+
+void add_run_commands(CLI::App& app, Context& context) {
+  auto run_options = std::make_shared<RunOptions>();
+  CLI::App* run = app.add_subcommand("run", "Run a command in a new microVM and print its output");
+  run->add_option("--template", run_options->template_name, "Template of the VM's root file system (default minimal)");
+  run->add_option("--project", run_options->project, "Project whose volume is mounted at /workspace (default: default)");
+  add_resource_options(*run, *run_options);
+  run->prefix_command();
+  run->footer("Usage: zwrm run [OPTIONS] -- COMMAND [ARG...]");
+  run->callback([run, run_options, &context] {
+    std::vector<std::string> command = guest_command(context, *run);
+    if (command.empty()) {
+      context.exit_code = report_error({"no command given; usage: zwrm run [OPTIONS] -- COMMAND [ARG...]"});
+      return;
+    }
+    run_options->tty = false;
+    context.exit_code = start_run(*run_options, std::move(command));
+  });
+
+  auto agent_options = std::make_shared<RunOptions>();
+  CLI::App* agent = app.add_subcommand(
+      "agent", "Start a template's agent for a project, interactively; a terminal when stdin is one");
+  agent->add_option("template", agent_options->template_name, "Template: minimal, debian, ...")->required();
+  agent->add_option("project", agent_options->project, "Project: its volume persists across runs")->required();
+  add_resource_options(*agent, *agent_options);
+  agent->prefix_command();
+  agent->footer("Usage: zwrm agent [OPTIONS] TEMPLATE PROJECT [-- COMMAND [ARG...]]");
+  agent->callback([agent, agent_options, &context] {
+    agent_options->tty = ::isatty(STDIN_FILENO) && ::isatty(STDOUT_FILENO);
+    context.exit_code = start_run(*agent_options, guest_command(context, *agent));
+  });
+}
+
+}  // namespace zwrm::cli

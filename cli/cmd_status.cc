@@ -1,0 +1,140 @@
+// `zwrm ps`, `zwrm stop` and `zwrm logs`: looking at runs and ending them.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "host/supervisor/control_socket.h"
+#include "host/supervisor/run_request.h"
+#include "host/sys/files.h"
+#include "host/sys/units.h"
+#include "state/runs.h"
+
+namespace zwrm::cli {
+
+namespace {
+
+// `zwrm stop` waits this long for the supervisor to record the end: the
+// guest's shutdown grace plus a margin for a loaded host.
+constexpr std::chrono::seconds kStopWait{30};
+
+std::string age(std::int64_t since_ms, std::int64_t until_ms) {
+  return sys::format_duration(std::chrono::milliseconds(std::max<std::int64_t>(0, until_ms - since_ms)));
+}
+
+std::string command_text(const std::string& command_json) {
+  auto argv = nlohmann::json::parse(command_json, nullptr, false);
+  if (!argv.is_array()) return command_json;
+  std::string text;
+  for (const auto& arg : argv) {
+    if (!text.empty()) text += ' ';
+    text += arg.is_string() ? arg.get<std::string>() : arg.dump();
+  }
+  return text.size() > 40 ? text.substr(0, 37) + "..." : text;
+}
+
+nlohmann::json run_json(const state::Run& run) {
+  return {{"id", run.id}, {"project", run.project}, {"template", run.template_name},
+          {"command", nlohmann::json::parse(run.command, nullptr, false)}, {"state", run.state},
+          {"accel", run.accel}, {"cpus", run.cpus}, {"memory_mib", run.memory_mib},
+          {"timeout_ms", run.timeout_ms ? nlohmann::json(*run.timeout_ms) : nlohmann::json(nullptr)},
+          {"created_at_ms", run.created_at_ms},
+          {"ended_at_ms", run.ended_at_ms ? nlohmann::json(*run.ended_at_ms) : nlohmann::json(nullptr)},
+          {"exit_code", run.exit_code ? nlohmann::json(*run.exit_code) : nlohmann::json(nullptr)},
+          {"stop_cause", run.stop_cause}, {"stop_detail", run.stop_detail}};
+}
+
+int list_runs(bool all, bool json) {
+  auto session = open_session();
+  if (!session) return report_error(session.error());
+  auto runs = state::list_runs(*session->db, !all);
+  if (!runs) return report_error(runs.error());
+
+  if (json) {
+    for (const state::Run& run : *runs) std::printf("%s\n", run_json(run).dump().c_str());
+    return 0;
+  }
+  const std::int64_t now = state::now_unix_ms();
+  std::printf("%-12s  %-16s  %-8s  %-8s  %-4s  %4s  %7s  %-8s  %-11s  %s\n", "RUN", "PROJECT", "TEMPLATE", "STATE",
+              "ACCEL", "CPUS", "MEMORY", "UPTIME", "EXIT", "COMMAND");
+  for (const state::Run& run : *runs) {
+    const std::string exit = run.state != "ended" ? ""
+                             : run.exit_code    ? std::to_string(*run.exit_code) + " " + run.stop_cause
+                                                : run.stop_cause;
+    std::printf("%-12s  %-16s  %-8s  %-8s  %-4s  %4u  %7s  %-8s  %-11s  %s\n", run.id.c_str(), run.project.c_str(),
+                run.template_name.c_str(), run.state.c_str(), run.accel.c_str(), run.cpus,
+                sys::format_size(run.memory_mib << 20).c_str(),
+                age(run.created_at_ms, run.ended_at_ms.value_or(now)).c_str(), exit.c_str(),
+                command_text(run.command).c_str());
+  }
+  return 0;
+}
+
+int stop_run(const std::string& id) {
+  auto session = open_session();
+  if (!session) return report_error(session.error());
+  auto run = state::find_run(*session->db, id);
+  if (!run) return report_error(run.error());
+  if (run->state == "ended") {
+    std::printf("run %s already ended (%s)\n", run->id.c_str(), run->stop_cause.c_str());
+    return 0;
+  }
+  const std::string socket = session->paths.runtime + "/" + run->id + "/control.sock";
+  if (auto sent = supervisor::send_control_frame(socket, protocol::FrameType::kStopRequest,
+                                                 supervisor::json_payload(supervisor::to_json(
+                                                     supervisor::StopRequest{"stopped", "zwrm stop"})));
+      !sent) {
+    return report_error(with_context(sent.error(), "cannot reach the supervisor of run " + run->id));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kStopWait;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto current = state::find_run(*session->db, run->id);
+    if (current && current->state == "ended") {
+      std::printf("stopped run %s\n", run->id.c_str());
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return report_error({"run " + run->id + " did not end within 30 s of the stop request"});
+}
+
+int show_logs(const std::string& id, bool supervisor_log) {
+  auto session = open_session();
+  if (!session) return report_error(session.error());
+  auto run = state::find_run(*session->db, id);
+  if (!run) return report_error(run.error());
+  const std::string path = run->log_dir + (supervisor_log ? "/supervisor.log" : "/console.log");
+  auto content = sys::read_file(path);
+  if (!content) return report_error(content.error());
+  std::fwrite(content->data(), 1, content->size(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+void add_status_commands(CLI::App& app, Context& context) {
+  CLI::App* ps = app.add_subcommand("ps", "List live runs with their resources and uptime");
+  auto all = std::make_shared<bool>(false);
+  auto json = std::make_shared<bool>(false);
+  ps->add_flag("-a,--all", *all, "Include ended runs, with exit code and stop cause");
+  ps->add_flag("--json", *json, "Print one JSON object per run");
+  ps->callback([all, json, &context] { context.exit_code = list_runs(*all, *json); });
+
+  CLI::App* stop = app.add_subcommand("stop", "Stop a live run: its processes get a few seconds, then the VM ends");
+  auto stop_id = std::make_shared<std::string>();
+  stop->add_option("run", *stop_id, "Run id, or a unique prefix of at least 4 characters")->required();
+  stop->callback([stop_id, &context] { context.exit_code = stop_run(*stop_id); });
+
+  CLI::App* logs = app.add_subcommand("logs", "Print a run's serial console log (kernel and guest init messages)");
+  auto logs_id = std::make_shared<std::string>();
+  auto supervisor_log = std::make_shared<bool>(false);
+  logs->add_option("run", *logs_id, "Run id, or a unique prefix of at least 4 characters")->required();
+  logs->add_flag("--supervisor", *supervisor_log, "Print the supervisor's log instead");
+  logs->callback([logs_id, supervisor_log, &context] { context.exit_code = show_logs(*logs_id, *supervisor_log); });
+}
+
+}  // namespace zwrm::cli

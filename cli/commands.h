@@ -1,0 +1,39 @@
+// One function per command group: each adds its subcommands to the CLI11
+// app, parses nothing itself beyond options, and delegates to the library.
+// A command's callback sets the process exit code through `exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "host/sys/paths.h"
+#include "state/database.h"
+
+namespace zwrm::cli {
+
+struct Context {
+  int exit_code = 0;
+  // Everything after the first `--` on the command line: the command to
+  // run in the guest, kept away from option parsing.
+  std::vector<std::string> command;
+  bool has_command_separator = false;
+};
+
+void add_run_commands(CLI::App& app, Context& context);     // run, agent
+void add_status_commands(CLI::App& app, Context& context);  // ps, stop, logs
+void add_image_commands(CLI::App& app, Context& context);   // kernel, template
+
+// Prints "zwrm: error: MESSAGE" on stderr and returns the zwrm error exit code.
+int report_error(const Error& error);
+
+// Resolves paths and opens the database, reaping runs whose supervisor died.
+struct Session {
+  sys::Paths paths;
+  std::unique_ptr<state::Database> db;
+};
+Result<Session> open_session();
+
+}  // namespace zwrm::cli

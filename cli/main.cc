@@ -1,0 +1,63 @@
+// zwrm: run AI agents, each in its own microVM.
+//
+// main() only builds the command tree; every command lives in a cmd_*.cc
+// file and delegates to the host and state libraries.
+#include <cstdio>
+#include <cstring>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "host/supervisor/exit_codes.h"
+#include "host/supervisor/reaper.h"
+#include "host/supervisor/supervisor.h"
+#include "host/sys/log.h"
+
+namespace zwrm::cli {
+
+int report_error(const Error& error) {
+  std::fprintf(stderr, "zwrm: error: %s\n", error.message.c_str());
+  return supervisor::kExitZwrmError;
+}
+
+Result<Session> open_session() {
+  auto paths = sys::Paths::resolve();
+  if (!paths) return tl::unexpected(paths.error());
+  auto db = state::Database::open(paths->database);
+  if (!db) return tl::unexpected(db.error());
+  if (auto reaped = supervisor::reap_lost_runs(**db, *paths); !reaped) return tl::unexpected(reaped.error());
+  return Session{std::move(*paths), std::move(*db)};
+}
+
+}  // namespace zwrm::cli
+
+int main(int argc, char** argv) {
+  // The supervisor is this same binary, started by the client with its
+  // socket on descriptor 3; it is not a user command.
+  if (argc == 2 && std::strcmp(argv[1], "__supervise") == 0) return zwrm::supervisor::run_supervisor(3);
+
+  zwrm::sys::log_to_stderr("cli", spdlog::level::warn);
+  CLI::App app{"zwrm runs AI agents each in its own microVM, with a persistent volume per project."};
+  app.set_version_flag("--version", ZWRM_VERSION);
+  app.require_subcommand(1);
+  zwrm::cli::Context context;
+  zwrm::cli::add_run_commands(app, context);
+  zwrm::cli::add_status_commands(app, context);
+  zwrm::cli::add_image_commands(app, context);
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") != 0) continue;
+    context.has_command_separator = true;
+    context.command.assign(argv + i + 1, argv + argc);
+    argc = i;
+    break;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    if (error.get_exit_code() == 0) return app.exit(error);
+    std::fprintf(stderr, "zwrm: error: %s; see `%s --help`\n", error.what(),
+                 (std::string("zwrm") + (app.get_subcommands().empty() ? "" : " " + app.get_subcommands().front()->get_name())).c_str());
+    return zwrm::supervisor::kExitZwrmError;
+  }
+  return context.exit_code;
+}

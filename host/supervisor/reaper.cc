@@ -1,0 +1,29 @@
+#include "host/supervisor/reaper.h"
+
+#include "host/sys/files.h"
+#include "state/audit.h"
+#include "state/runs.h"
+
+namespace zwrm::supervisor {
+
+Result<int> reap_lost_runs(state::Database& db, const sys::Paths& paths) {
+  auto runs = state::list_runs(db, /*live_only=*/true);
+  if (!runs) return tl::unexpected(runs.error());
+  int reaped = 0;
+  for (const state::Run& run : *runs) {
+    if (state::supervisor_alive(run)) continue;
+    const std::string detail = "the supervisor (pid " + std::to_string(run.supervisor_pid) +
+                               ") exited without ending the run";
+    (void)sys::remove_tree(paths.runtime + "/" + run.id);
+    if (auto ended = state::mark_run_ended(db, run.id, std::nullopt, "supervisor-lost", detail); !ended) {
+      return tl::unexpected(ended.error());
+    }
+    auto appended = state::append_event(db, {run.project, run.id, state::EventSource::kHost, "run.end",
+                                             {{"exit_code", nullptr}, {"cause", "supervisor-lost"}, {"detail", detail}}});
+    if (!appended) return tl::unexpected(appended.error());
+    ++reaped;
+  }
+  return reaped;
+}
+
+}  // namespace zwrm::supervisor

@@ -1,0 +1,103 @@
+#include "host/supervisor/run_request.h"
+
+namespace zwrm::supervisor {
+
+namespace {
+
+using nlohmann::json;
+
+json artifact_json(const Artifact& artifact) { return {{"path", artifact.path}, {"digest", artifact.digest}}; }
+
+Artifact artifact_from(const json& value) {
+  return Artifact{value.at("path").get<std::string>(), value.at("digest").get<std::string>()};
+}
+
+// nlohmann's accessors throw on a missing key or a wrong type; the client
+// channel is trusted input, but a bad message still becomes an Error.
+template <typename Parse>
+auto parse_message(const char* what, Parse parse) -> Result<decltype(parse())> {
+  try {
+    return parse();
+  } catch (const json::exception& error) {
+    return fail(std::string("malformed ") + what + " message: " + error.what());
+  }
+}
+
+}  // namespace
+
+json to_json(const RunRequest& request) {
+  json value = {{"project", request.project},   {"template", request.template_name},
+                {"argv", request.argv},         {"env", request.env},
+                {"root", request.root},         {"tty", request.tty},
+                {"rows", request.rows},         {"cols", request.cols},
+                {"cpus", request.cpus},         {"memory_mib", request.memory_mib},
+                {"accel", request.accel},       {"accel_reason", request.accel_reason},
+                {"kernel", artifact_json(request.kernel)},
+                {"initramfs", artifact_json(request.initramfs)},
+                {"image", artifact_json(request.image)},
+                {"volume", request.volume}};
+  value["timeout_ms"] = request.timeout_ms ? json(*request.timeout_ms) : json(nullptr);
+  return value;
+}
+
+Result<RunRequest> run_request_from_json(const json& value) {
+  return parse_message("run request", [&] {
+    RunRequest request;
+    request.project = value.at("project").get<std::string>();
+    request.template_name = value.at("template").get<std::string>();
+    request.argv = value.at("argv").get<std::vector<std::string>>();
+    request.env = value.at("env").get<std::vector<std::string>>();
+    request.root = value.at("root").get<bool>();
+    request.tty = value.at("tty").get<bool>();
+    request.rows = value.at("rows").get<std::uint16_t>();
+    request.cols = value.at("cols").get<std::uint16_t>();
+    request.cpus = value.at("cpus").get<unsigned>();
+    request.memory_mib = value.at("memory_mib").get<std::uint64_t>();
+    if (!value.at("timeout_ms").is_null()) request.timeout_ms = value.at("timeout_ms").get<std::int64_t>();
+    request.accel = value.at("accel").get<std::string>();
+    request.accel_reason = value.at("accel_reason").get<std::string>();
+    request.kernel = artifact_from(value.at("kernel"));
+    request.initramfs = artifact_from(value.at("initramfs"));
+    request.image = artifact_from(value.at("image"));
+    request.volume = value.at("volume").get<std::string>();
+    return request;
+  });
+}
+
+json to_json(const RunStarted& started) { return {{"run", started.run_id}}; }
+
+Result<RunStarted> run_started_from_json(const json& value) {
+  return parse_message("run started", [&] { return RunStarted{value.at("run").get<std::string>()}; });
+}
+
+json to_json(const RunEnded& ended) {
+  return {{"run", ended.run_id}, {"exit_code", ended.exit_code}, {"cause", ended.cause}, {"detail", ended.detail}};
+}
+
+Result<RunEnded> run_ended_from_json(const json& value) {
+  return parse_message("run ended", [&] {
+    return RunEnded{value.at("run").get<std::string>(), value.at("exit_code").get<int>(),
+                    value.at("cause").get<std::string>(), value.at("detail").get<std::string>()};
+  });
+}
+
+json to_json(const StopRequest& stop) { return {{"reason", stop.reason}, {"detail", stop.detail}}; }
+
+Result<StopRequest> stop_request_from_json(const json& value) {
+  return parse_message("stop request", [&] {
+    return StopRequest{value.at("reason").get<std::string>(), value.at("detail").get<std::string>()};
+  });
+}
+
+Result<json> parse_json_payload(const std::vector<std::uint8_t>& payload) {
+  json value = json::parse(payload.begin(), payload.end(), nullptr, false);
+  if (value.is_discarded() || !value.is_object()) return fail("malformed message: the payload is not a JSON object");
+  return value;
+}
+
+std::vector<std::uint8_t> json_payload(const json& value) {
+  const std::string text = value.dump();
+  return std::vector<std::uint8_t>(text.begin(), text.end());
+}
+
+}  // namespace zwrm::supervisor

@@ -1,0 +1,73 @@
+// What a client asks a supervisor for, and what the supervisor answers:
+// the JSON payloads of kRunRequest, kRunStarted, kRunEnded and
+// kStopRequest frames on the client channel. The client (CLI or API) has
+// resolved every artifact before it starts the supervisor, so a request
+// names files, not choices.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+
+namespace zwrm::supervisor {
+
+struct Artifact {
+  std::string path;
+  std::string digest;  // sha256, recorded in the run's start event
+};
+
+struct RunRequest {
+  std::string project;
+  std::string template_name;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // KEY=VALUE, added to the defaults (PATH, HOME, ...)
+  bool root = false;             // run as root instead of the agent user
+  bool tty = false;
+  std::uint16_t rows = 0;
+  std::uint16_t cols = 0;
+  unsigned cpus = 1;
+  std::uint64_t memory_mib = 512;
+  std::optional<std::int64_t> timeout_ms;
+  std::string accel;         // kvm or tcg, already resolved
+  std::string accel_reason;
+  Artifact kernel;
+  Artifact initramfs;
+  Artifact image;
+  std::string volume;
+};
+
+struct RunStarted {
+  std::string run_id;
+};
+
+struct RunEnded {
+  std::string run_id;
+  int exit_code = 125;
+  std::string cause;   // see state::Run::stop_cause
+  std::string detail;  // one sentence for the user; empty for a plain exit
+};
+
+struct StopRequest {
+  std::string reason;  // stopped or interrupted
+  std::string detail;
+};
+
+nlohmann::json to_json(const RunRequest& request);
+Result<RunRequest> run_request_from_json(const nlohmann::json& json);
+nlohmann::json to_json(const RunStarted& started);
+Result<RunStarted> run_started_from_json(const nlohmann::json& json);
+nlohmann::json to_json(const RunEnded& ended);
+Result<RunEnded> run_ended_from_json(const nlohmann::json& json);
+nlohmann::json to_json(const StopRequest& stop);
+Result<StopRequest> stop_request_from_json(const nlohmann::json& json);
+
+// Parses a frame payload as a JSON object.
+Result<nlohmann::json> parse_json_payload(const std::vector<std::uint8_t>& payload);
+std::vector<std::uint8_t> json_payload(const nlohmann::json& json);
+
+}  // namespace zwrm::supervisor

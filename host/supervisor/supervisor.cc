@@ -1,0 +1,578 @@
+#include "host/supervisor/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+
+#include "host/images/volume.h"
+#include "host/supervisor/console_log.h"
+#include "host/supervisor/control_socket.h"
+#include "host/supervisor/exec_relay.h"
+#include "host/supervisor/exit_codes.h"
+#include "host/supervisor/run_request.h"
+#include "host/sys/files.h"
+#include "host/sys/log.h"
+#include "host/sys/paths.h"
+#include "host/sys/units.h"
+#include "host/vmm/vmm.h"
+#include "state/audit.h"
+#include "state/runs.h"
+
+namespace zwrm::supervisor {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using protocol::FrameType;
+using nlohmann::json;
+
+// Under TCG a kernel reaches init in about 1.3 s on an idle machine; a
+// minute leaves room for a loaded host with many VMs booting at once.
+constexpr std::chrono::seconds kBootTimeoutTcg{60};
+constexpr std::chrono::seconds kBootTimeoutKvm{30};
+// The guest init gives processes 2 s to exit after SIGTERM, then syncs; the
+// rest is margin before the VMM is killed.
+constexpr std::chrono::seconds kShutdownGrace{5};
+constexpr std::chrono::seconds kRequestTimeout{10};
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+enum class Phase { kBooting, kSettingUp, kRunning, kStopping, kEnded };
+
+struct Outcome {
+  int exit_code = kExitZwrmError;
+  std::string cause;
+  std::string detail;
+};
+
+class Supervisor {
+ public:
+  explicit Supervisor(int client_fd) : client_(std::make_unique<protocol::Channel>(UniqueFd(client_fd))) {}
+
+  int run();
+
+ private:
+  Status receive_request();
+  Status prepare_run();
+  Status start_vm();
+  void event_loop();
+  void teardown();
+
+  void handle_guest_frame(protocol::Frame&& frame);
+  void handle_client_frame(protocol::Frame&& frame);
+  void handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer);
+  void read_console();
+  void handle_signals();
+  void handle_timers();
+  void handle_vmm_exit(int status);
+  void send_exec();
+  void client_gone();
+
+  // Starts ending the run. The first cause wins; later calls only escalate.
+  void stop(Outcome outcome);
+  void kill_vmm();
+  void record(const std::string& type, json data);
+  int poll_timeout_ms() const;
+
+  std::unique_ptr<protocol::Channel> client_;
+  std::unique_ptr<protocol::Channel> guest_;
+  std::unique_ptr<ExecRelay> relay_;
+  std::optional<ConsoleLog> console_;
+  std::optional<ControlSocket> control_;
+  UniqueFd console_fd_;
+  UniqueFd signal_fd_;
+  UniqueFd volume_lock_;
+  UniqueFd vmm_log_;
+
+  sys::Paths paths_;
+  std::unique_ptr<state::Database> db_;
+  RunRequest request_;
+  std::string run_id_;
+  bool run_recorded_ = false;  // the runs row exists, so the end must be recorded too
+  std::string run_dir_;
+  std::string log_dir_;
+  pid_t vmm_pid_ = -1;
+  bool guest_open_ = true;
+  Phase phase_ = Phase::kBooting;
+  std::optional<Outcome> outcome_;
+  Clock::time_point started_at_ = Clock::now();
+  std::optional<Clock::time_point> boot_deadline_;
+  std::optional<Clock::time_point> run_deadline_;
+  std::optional<Clock::time_point> kill_deadline_;
+  std::optional<Clock::time_point> exec_started_at_;
+};
+
+void Supervisor::record(const std::string& type, json data) {
+  if (!db_) return;
+  auto appended = state::append_event(*db_, {request_.project, run_id_, state::EventSource::kHost, type, std::move(data)});
+  if (!appended) spdlog::error("cannot record {} event: {}", type, appended.error().message);
+}
+
+Status Supervisor::receive_request() {
+  std::optional<protocol::Frame> request;
+  const auto deadline = Clock::now() + kRequestTimeout;
+  while (!request) {
+    if (Clock::now() > deadline) return fail("the client sent no run request within 10 s");
+    pollfd fd{client_->fd(), POLLIN, 0};
+    ::poll(&fd, 1, 100);
+    auto open = client_->receive([&](protocol::Frame&& frame) -> Status {
+      if (frame.type != FrameType::kRunRequest) return fail("protocol violation: expected a run request");
+      request = std::move(frame);
+      return {};
+    });
+    if (!open) return tl::unexpected(open.error());
+    if (!*open) return fail("the client closed the connection before sending a run request");
+  }
+  auto json_value = parse_json_payload(request->payload);
+  if (!json_value) return tl::unexpected(json_value.error());
+  auto parsed = run_request_from_json(*json_value);
+  if (!parsed) return tl::unexpected(parsed.error());
+  request_ = std::move(*parsed);
+  return {};
+}
+
+Status Supervisor::prepare_run() {
+  auto paths = sys::Paths::resolve();
+  if (!paths) return tl::unexpected(paths.error());
+  paths_ = std::move(*paths);
+  auto db = state::Database::open(paths_.database);
+  if (!db) return tl::unexpected(db.error());
+  db_ = std::move(*db);
+
+  run_id_ = sys::random_hex(12);
+  log_dir_ = paths_.logs + "/" + run_id_;
+  if (auto made = sys::make_directories(log_dir_, 0700); !made) return made;
+  sys::log_to_file("supervisor", log_dir_ + "/supervisor.log");
+  spdlog::info("run {} for project {} starting", run_id_, request_.project);
+
+  auto lock = images::lock_volume(request_.volume);
+  if (!lock) {
+    if (lock.error().errno_value != EWOULDBLOCK) return tl::unexpected(lock.error());
+    auto holder = state::find_live_run_of_project(*db_, request_.project);
+    const std::string holder_id = holder && *holder ? (*holder)->id : std::string("unknown");
+    return fail("the volume of project " + request_.project + " is in use by run " + holder_id +
+                "; wait for it to end or stop it with `zwrm stop " + holder_id + "`");
+  }
+  volume_lock_ = std::move(*lock);
+
+  state::Run run;
+  run.id = run_id_;
+  run.project = request_.project;
+  run.template_name = request_.template_name;
+  run.command = json(request_.argv).dump();
+  run.accel = request_.accel;
+  run.cpus = request_.cpus;
+  run.memory_mib = request_.memory_mib;
+  run.timeout_ms = request_.timeout_ms;
+  run.supervisor_pid = ::getpid();
+  run.supervisor_start_ticks = state::process_start_ticks(::getpid());
+  run.log_dir = log_dir_;
+  if (auto inserted = state::insert_run(*db_, run); !inserted) return inserted;
+  run_recorded_ = true;
+
+  json env_names = json::array();
+  for (const std::string& entry : request_.env) env_names.push_back(entry.substr(0, entry.find('=')));
+  record("run.start", {{"template", request_.template_name},
+                       {"argv", request_.argv},
+                       {"env_names", env_names},
+                       {"user", request_.root ? "root" : "agent"},
+                       {"tty", request_.tty},
+                       {"cpus", request_.cpus},
+                       {"memory_mib", request_.memory_mib},
+                       {"timeout_ms", request_.timeout_ms ? json(*request_.timeout_ms) : json(nullptr)},
+                       {"accel", request_.accel},
+                       {"accel_reason", request_.accel_reason},
+                       {"kernel_digest", request_.kernel.digest},
+                       {"init_digest", request_.initramfs.digest},
+                       {"image_digest", request_.image.digest},
+                       {"volume", request_.volume},
+                       {"supervisor_pid", ::getpid()}});
+  return {};
+}
+
+Status Supervisor::start_vm() {
+  run_dir_ = paths_.runtime + "/" + run_id_;
+  if (auto made = sys::make_directories(run_dir_, 0700); !made) return made;
+  auto control = ControlSocket::listen(run_dir_ + "/control.sock");
+  if (!control) return tl::unexpected(control.error());
+  control_ = std::move(*control);
+
+  auto console = ConsoleLog::create(log_dir_ + "/console.log");
+  if (!console) return tl::unexpected(console.error());
+  console_ = std::move(*console);
+  vmm_log_.reset(::open((log_dir_ + "/vmm.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!vmm_log_) return fail_errno("cannot create " + log_dir_ + "/vmm.log");
+
+  int control_pair[2];
+  int console_pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control_pair) != 0 ||
+      ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console_pair) != 0) {
+    return fail_errno("cannot create socket pairs for the VM");
+  }
+  UniqueFd vmm_control(control_pair[1]);
+  UniqueFd vmm_console(console_pair[1]);
+  guest_ = std::make_unique<protocol::Channel>(UniqueFd(control_pair[0]));
+  console_fd_.reset(console_pair[0]);
+  relay_ = std::make_unique<ExecRelay>(*guest_, client_.get());
+
+  vmm::VmConfig config;
+  config.kernel = request_.kernel.path;
+  config.initramfs = request_.initramfs.path;
+  config.cpus = request_.cpus;
+  config.memory_mib = request_.memory_mib;
+  config.accel = request_.accel == "kvm" ? vmm::Accel::kKvm : vmm::Accel::kTcg;
+  config.disks = {{request_.image.path, "zwrm-root", true}, {request_.volume, "zwrm-workspace", false}};
+  config.control_fd = vmm_control.get();
+  config.console_fd = vmm_console.get();
+  auto backend = vmm::make_qemu_microvm();
+  spdlog::info("starting {} with {} vCPUs, {} MiB, accel {}", backend->name(), config.cpus, config.memory_mib,
+               request_.accel);
+  auto pid = backend->start(config, vmm_log_.get());
+  if (!pid) return tl::unexpected(pid.error());
+  vmm_pid_ = *pid;
+
+  const auto now = Clock::now();
+  boot_deadline_ = now + (config.accel == vmm::Accel::kKvm ? kBootTimeoutKvm : kBootTimeoutTcg);
+  if (request_.timeout_ms) run_deadline_ = started_at_ + std::chrono::milliseconds(*request_.timeout_ms);
+  if (auto running = state::mark_run_running(*db_, run_id_, vmm_pid_, request_.accel); !running) return running;
+  client_->send(FrameType::kRunStarted, 0, json_payload(to_json(RunStarted{run_id_})));
+  return {};
+}
+
+void Supervisor::send_exec() {
+  protocol::ExecRequest exec;
+  exec.argv = request_.argv;
+  const bool root = request_.root;
+  exec.env = {std::string("PATH=") + kDefaultPath, root ? "HOME=/root" : "HOME=/home/agent",
+              root ? "USER=root" : "USER=agent", root ? "LOGNAME=root" : "LOGNAME=agent", "LANG=C.UTF-8"};
+  exec.env.insert(exec.env.end(), request_.env.begin(), request_.env.end());
+  exec.cwd = "/workspace";
+  exec.uid = root ? 0 : 1000;
+  exec.gid = root ? 0 : 1000;
+  exec.tty = request_.tty;
+  exec.rows = request_.rows;
+  exec.cols = request_.cols;
+  auto payload = protocol::encode(exec);
+  if (payload.size() > protocol::kMaxPayload) {
+    stop({kExitZwrmError, "failed", "the command line and environment exceed 64 KiB"});
+    return;
+  }
+  guest_->send(FrameType::kExec, kMainStream, payload);
+  exec_started_at_ = Clock::now();
+  record("run.exec", {{"stream", kMainStream}, {"argv", exec.argv}, {"user", root ? "root" : "agent"},
+                      {"cwd", exec.cwd}, {"tty", exec.tty}});
+}
+
+void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
+  if (frame.stream != protocol::kSessionStream) {
+    if (frame.stream != kMainStream || phase_ < Phase::kRunning) {
+      stop({kExitZwrmError, "protocol-error", "the guest sent a frame on unknown stream " + std::to_string(frame.stream)});
+      return;
+    }
+    if (auto handled = relay_->on_guest_frame(frame); !handled) {
+      stop({kExitZwrmError, "protocol-error", handled.error().message});
+      return;
+    }
+    if (frame.type == FrameType::kExit && relay_->exit_status()) {
+      const protocol::ExitStatus& status = *relay_->exit_status();
+      const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *exec_started_at_);
+      record("run.exit", {{"stream", kMainStream}, {"status", status.shell_status()}, {"duration_ms", duration.count()},
+                          {"message", status.message}});
+      stop({status.shell_status(), "exit", status.message});
+    }
+    return;
+  }
+
+  switch (frame.type) {
+    case FrameType::kHello: {
+      auto hello = protocol::decode_hello(frame.payload);
+      if (!hello || hello->protocol_version != protocol::kProtocolVersion || phase_ != Phase::kBooting) {
+        stop({kExitZwrmError, "protocol-error", "the guest init speaks another protocol version; rebuild zwrm"});
+        return;
+      }
+      const std::string seed = sys::random_bytes(32);
+      protocol::Setup setup;
+      setup.realtime_ns = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+      setup.entropy.assign(seed.begin(), seed.end());
+      setup.hostname = request_.project;
+      guest_->send(FrameType::kSetup, protocol::kSessionStream, protocol::encode(setup));
+      phase_ = Phase::kSettingUp;
+      return;
+    }
+    case FrameType::kReady: {
+      auto ready = protocol::decode_ready(frame.payload);
+      if (!ready || phase_ != Phase::kSettingUp) {
+        stop({kExitZwrmError, "protocol-error", "the guest sent an unexpected ready frame"});
+        return;
+      }
+      spdlog::info("guest ready after {} ms of guest uptime", ready->uptime_ms);
+      phase_ = Phase::kRunning;
+      boot_deadline_.reset();
+      send_exec();
+      return;
+    }
+    case FrameType::kFatal: {
+      auto fatal = protocol::decode_fatal(frame.payload);
+      const std::string message = fatal ? fatal->message : "an unreadable error";
+      stop({kExitZwrmError, "boot-failed", "the guest failed to boot: " + message});
+      return;
+    }
+    default:
+      stop({kExitZwrmError, "protocol-error",
+            std::string("the guest sent an unexpected ") + protocol::frame_type_name(frame.type) + " frame"});
+  }
+}
+
+void Supervisor::handle_client_frame(protocol::Frame&& frame) {
+  if (frame.type == FrameType::kStopRequest) {
+    auto value = parse_json_payload(frame.payload);
+    auto request = value ? stop_request_from_json(*value) : tl::unexpected(value.error());
+    const bool interrupted = request && request->reason == "interrupted";
+    stop({interrupted ? kExitInterrupted : kExitStopped, interrupted ? "interrupted" : "stopped",
+          request && !request->detail.empty() ? request->detail : "the client asked to stop the run"});
+    return;
+  }
+  if (frame.stream != kMainStream || phase_ != Phase::kRunning) return;
+  if (auto handled = relay_->on_client_frame(frame); !handled) {
+    spdlog::error("client protocol violation: {}", handled.error().message);
+    client_gone();
+  }
+}
+
+void Supervisor::handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer) {
+  if (frame.type != FrameType::kStopRequest) return;
+  record("run.stop-request", {{"by_uid", peer.uid}, {"by_pid", peer.pid}});
+  stop({kExitStopped, "stopped",
+        "stopped by `zwrm stop` (uid " + std::to_string(peer.uid) + ", pid " + std::to_string(peer.pid) + ")"});
+}
+
+void Supervisor::client_gone() {
+  if (!client_) return;
+  spdlog::warn("the client disconnected");
+  relay_->detach_client();
+  client_.reset();
+  stop({kExitZwrmError, "client-lost", "the client disconnected"});
+}
+
+void Supervisor::read_console() {
+  char buffer[16 * 1024];
+  const ssize_t count = ::read(console_fd_.get(), buffer, sizeof buffer);
+  if (count > 0) {
+    console_->append(buffer, static_cast<std::size_t>(count));
+  } else if (count == 0 || (errno != EAGAIN && errno != EINTR)) {
+    console_fd_.reset();
+  }
+}
+
+void Supervisor::stop(Outcome outcome) {
+  if (!outcome_) {
+    spdlog::info("stopping: {} ({})", outcome.cause, outcome.detail);
+    outcome_ = std::move(outcome);
+  }
+  if (phase_ == Phase::kStopping || phase_ == Phase::kEnded) return;
+  const bool guest_can_sync = phase_ == Phase::kRunning && outcome_->cause != "protocol-error";
+  phase_ = Phase::kStopping;
+  if (guest_can_sync) {
+    guest_->send(FrameType::kShutdown, protocol::kSessionStream);
+    kill_deadline_ = Clock::now() + kShutdownGrace;
+  } else {
+    kill_vmm();
+  }
+}
+
+void Supervisor::kill_vmm() {
+  if (vmm_pid_ > 0) ::kill(vmm_pid_, SIGKILL);
+  kill_deadline_.reset();
+}
+
+void Supervisor::handle_vmm_exit(int status) {
+  vmm_pid_ = -1;
+  const bool expected = phase_ == Phase::kStopping;
+  phase_ = Phase::kEnded;
+  if (expected) return;
+  if (console_ && console_->saw_kernel_panic()) {
+    stop({kExitZwrmError, "guest-crash", "the guest kernel panicked; see `zwrm logs " + run_id_ + "`"});
+  } else if (WIFSIGNALED(status)) {
+    stop({kExitZwrmError, "vmm-crash", std::string("the VMM was killed by signal ") + strsignal(WTERMSIG(status))});
+  } else if (WEXITSTATUS(status) != 0) {
+    stop({kExitZwrmError, "vmm-crash",
+          "the VMM exited with status " + std::to_string(WEXITSTATUS(status)) + "; see " + log_dir_ + "/vmm.log"});
+  } else {
+    stop({kExitZwrmError, "guest-crash", "the guest powered off before the command ended"});
+  }
+}
+
+void Supervisor::handle_signals() {
+  signalfd_siginfo info{};
+  while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    if (info.ssi_signo == SIGCHLD) continue;
+    stop({kExitStopped, "stopped",
+          std::string("the supervisor received ") + strsignal(static_cast<int>(info.ssi_signo)) + " from pid " +
+              std::to_string(info.ssi_pid)});
+  }
+  int status = 0;
+  if (vmm_pid_ > 0 && ::waitpid(vmm_pid_, &status, WNOHANG) == vmm_pid_) handle_vmm_exit(status);
+}
+
+void Supervisor::handle_timers() {
+  const auto now = Clock::now();
+  if (kill_deadline_ && now >= *kill_deadline_) {
+    spdlog::warn("the guest did not power off within {} s; killing the VMM", kShutdownGrace.count());
+    kill_vmm();
+  }
+  if (boot_deadline_ && now >= *boot_deadline_) {
+    boot_deadline_.reset();
+    stop({kExitZwrmError, "boot-failed", "the guest did not boot in time; see `zwrm logs " + run_id_ + "`"});
+  }
+  if (run_deadline_ && now >= *run_deadline_) {
+    run_deadline_.reset();
+    record("run.deadline", {{"timeout_ms", *request_.timeout_ms}});
+    stop({kExitDeadline, "deadline",
+          "the run reached its deadline of " + sys::format_duration(std::chrono::milliseconds(*request_.timeout_ms))});
+  }
+}
+
+int Supervisor::poll_timeout_ms() const {
+  std::optional<Clock::time_point> next;
+  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_}) {
+    if (deadline && (!next || *deadline < *next)) next = deadline;
+  }
+  if (!next) return -1;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*next - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left + 1, 0, 60'000));
+}
+
+void Supervisor::event_loop() {
+  while (phase_ != Phase::kEnded) {
+    std::vector<pollfd> fds;
+    fds.push_back({signal_fd_.get(), POLLIN, 0});
+    fds.push_back({guest_open_ ? guest_->fd() : -1,
+                   static_cast<short>(POLLIN | (guest_->has_pending() ? POLLOUT : 0)), 0});
+    fds.push_back({console_fd_ ? console_fd_.get() : -1, POLLIN, 0});
+    fds.push_back({client_ ? client_->fd() : -1, static_cast<short>(POLLIN | (client_ && client_->has_pending() ? POLLOUT : 0)), 0});
+    fds.push_back({control_->listen_fd(), POLLIN, 0});
+    for (int fd : control_->connection_fds()) fds.push_back({fd, POLLIN, 0});
+
+    if (::poll(fds.data(), fds.size(), poll_timeout_ms()) < 0 && errno != EINTR) {
+      stop({kExitZwrmError, "failed", std::string("poll failed: ") + std::strerror(errno)});
+      kill_vmm();
+    }
+    // Guest output first: a VMM that exits right after its last frames must
+    // not have them discarded by the exit handling below.
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+      auto open = guest_->receive([this](protocol::Frame&& frame) -> Status {
+        handle_guest_frame(std::move(frame));
+        return {};
+      });
+      if (!open) stop({kExitZwrmError, "protocol-error", open.error().message});
+      if (!open || !*open) {
+        guest_open_ = false;
+        kill_vmm();
+      }
+    }
+    if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) read_console();
+    if (fds[0].revents & POLLIN) handle_signals();
+    if (client_ && (fds[3].revents & (POLLIN | POLLHUP | POLLERR))) {
+      auto open = client_->receive([this](protocol::Frame&& frame) -> Status {
+        handle_client_frame(std::move(frame));
+        return {};
+      });
+      if (!open || !*open) client_gone();
+    }
+    if (fds[4].revents & POLLIN) control_->accept_connection();
+    for (std::size_t i = 5; i < fds.size(); ++i) {
+      if (fds[i].revents) {
+        control_->service(fds[i].fd, [this](const protocol::Frame& frame, const PeerCredentials& peer) {
+          handle_control_frame(frame, peer);
+        });
+      }
+    }
+    handle_timers();
+    if (guest_open_ && !guest_->flush()) {
+      guest_open_ = false;
+      kill_vmm();
+    }
+    if (client_ && !client_->flush()) client_gone();
+  }
+}
+
+void Supervisor::teardown() {
+  if (vmm_pid_ > 0) {
+    ::kill(vmm_pid_, SIGKILL);
+    ::waitpid(vmm_pid_, nullptr, 0);
+    vmm_pid_ = -1;
+  }
+  // Keep what the console still had buffered when the VMM died.
+  while (console_fd_ && console_) {
+    pollfd fd{console_fd_.get(), POLLIN, 0};
+    if (::poll(&fd, 1, 0) <= 0) break;
+    read_console();
+  }
+  control_.reset();
+  if (!run_dir_.empty()) (void)sys::remove_tree(run_dir_);
+
+  const Outcome outcome = outcome_.value_or(Outcome{kExitZwrmError, "failed", "the run ended for an unknown reason"});
+  const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_at_);
+  if (run_recorded_) {
+    record("run.end", {{"exit_code", outcome.exit_code}, {"cause", outcome.cause}, {"detail", outcome.detail},
+                       {"duration_ms", duration.count()},
+                       {"console_bytes_dropped", console_ ? console_->dropped_bytes() : 0}});
+    if (auto ended = state::mark_run_ended(*db_, run_id_, outcome.exit_code, outcome.cause, outcome.detail); !ended) {
+      spdlog::error("cannot record the end of the run: {}", ended.error().message);
+    }
+  }
+  spdlog::info("run ended: exit code {}, cause {}, after {} ms", outcome.exit_code, outcome.cause, duration.count());
+  volume_lock_.reset();
+
+  if (client_) {
+    client_->send(FrameType::kRunEnded, 0, json_payload(to_json(RunEnded{run_id_, outcome.exit_code, outcome.cause, outcome.detail})));
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (client_->has_pending() && Clock::now() < deadline) {
+      pollfd fd{client_->fd(), POLLOUT, 0};
+      ::poll(&fd, 1, 100);
+      if (!client_->flush()) break;
+    }
+  }
+}
+
+int Supervisor::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int signal_number : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&mask, signal_number);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  signal_fd_.reset(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+
+  Status started = receive_request();
+  if (started) started = prepare_run();
+  if (started) started = start_vm();
+  if (!started) {
+    spdlog::error("{}", started.error().message);
+    outcome_ = Outcome{kExitZwrmError, "failed", started.error().message};
+  } else {
+    event_loop();
+  }
+  teardown();
+  return started ? 0 : 1;
+}
+
+}  // namespace
+
+int run_supervisor(int client_fd) {
+  Supervisor supervisor(client_fd);
+  return supervisor.run();
+}
+
+}  // namespace zwrm::supervisor
