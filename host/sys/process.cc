@@ -53,11 +53,19 @@ std::string ProcessResult::describe() const {
   } else {
     text = "exited with status " + std::to_string(exit_code);
   }
+  // The most telling line: the last one that says "error", else the last.
+  std::string_view chosen;
   std::string_view rest(output);
-  while (!rest.empty() && (rest.back() == '\n' || rest.back() == ' ')) rest.remove_suffix(1);
-  const std::size_t line_start = rest.rfind('\n');
-  const std::string_view last_line = line_start == std::string_view::npos ? rest : rest.substr(line_start + 1);
-  if (!last_line.empty()) text += ": " + std::string(last_line);
+  while (!rest.empty()) {
+    const std::size_t newline = rest.find('\n');
+    std::string_view line = rest.substr(0, newline);
+    rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
+    if (line.empty()) continue;
+    const bool says_error = line.find("error") != std::string_view::npos;
+    if (says_error || chosen.find("error") == std::string_view::npos) chosen = line;
+  }
+  if (!chosen.empty()) text += ": " + std::string(chosen);
   return text;
 }
 

@@ -15,6 +15,12 @@ TEST(Process, CapturesOutputAndStatus) {
   EXPECT_EQ(result->describe(), "exited with status 3: err");
 }
 
+TEST(Process, DescribePrefersLineSayingError) {
+  auto result = run_process({"sh", "-c", "echo 'qemu: error: failed to set MSR'; echo 'Assertion failed.'; exit 1"});
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->describe(), "exited with status 1: qemu: error: failed to set MSR");
+}
+
 TEST(Process, FeedsStdinAndStreamsLines) {
   std::vector<std::string> lines;
   ProcessOptions options;

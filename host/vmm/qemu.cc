@@ -55,6 +55,10 @@ class QemuMicrovm final : public Vmm {
         "-initrd", config.initramfs,
         "-append", std::string(kBaseCmdline) + (config.cmdline.empty() ? "" : " " + config.cmdline),
         "-device", "virtio-rng-device",
+        // QEMU's own seccomp filter: no obsolete system calls, no setuid or
+        // capability changes, no fork/exec, no scheduler or affinity changes,
+        // so a guest that takes over the VMM cannot start programs from it.
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
     };
     if (config.console_fd >= 0) {
       args.insert(args.end(), {"-chardev", "socket,id=console,fd=" + std::to_string(kConsoleFd),
