@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Sets up zwrm on a Debian 12 host and runs a first command in a microVM:
-# installs missing packages, builds and installs zwrm into /usr/local, then
-# boots a VM (building the guest kernel and the minimal template on first
-# use) and prints what the guest reports about itself.
+# Sets up zwrm on a Debian 12 host and runs a first command in a microVM.
+# It installs missing packages, builds zwrm and installs it into /usr/local.
+# Then it boots a VM, which builds the guest kernel and the minimal template
+# on first use, and prints what the guest reports about itself.
 set -euo pipefail
 cd "$(dirname "$0")"
 

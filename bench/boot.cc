@@ -1,9 +1,10 @@
 // bench/boot: how much time zwrm adds to booting a microVM.
 //
-// Alternates, round by round, `zwrm run -- true` (CLI, supervisor, state,
-// guest init mounting the template and volume, one exec, shutdown) with a
-// raw QEMU boot of the same kernel and initramfs whose init powers off at
-// once (the probe boot), and prints min/median/max of each and their ratio.
+// Alternates, round by round, two ways to boot a VM and end it. The first is
+// `zwrm run -- true`: CLI, supervisor, state, the guest init mounting the
+// template and volume, one exec and the shutdown. The second is a raw QEMU
+// boot of the same kernel and initramfs, whose init powers off at once (the
+// probe boot). It prints min, median and max of each and their ratio.
 // Alternating spreads background load over both columns.
 //
 // usage: bench_boot [ROUNDS]   (default 10; needs the kernel and minimal

@@ -72,7 +72,8 @@ TEST_F(StateTest, ReopenKeepsSchemaAndRows) {
 TEST_F(StateTest, InsertProjectTwiceKeepsFirst) {
   auto first = insert_project(*db_, {"p1", "minimal", "/v/p1.ext4", 1, 0});
   auto second = insert_project(*db_, {"p1", "debian", "/v/p1.ext4", 2, 0});
-  ASSERT_TRUE(first && second);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(second);
   EXPECT_TRUE(*first);
   EXPECT_FALSE(*second);
   EXPECT_EQ((*find_project(*db_, "p1"))->template_name, "minimal");
@@ -82,7 +83,8 @@ TEST_F(StateTest, RunLifecycleAndPrefixLookup) {
   ASSERT_TRUE(insert_run(*db_, sample_run("abcdef012345", "p1")));
   ASSERT_TRUE(insert_run(*db_, sample_run("abce00000000", "p2")));
   auto live = find_live_run_of_project(*db_, "p1");
-  ASSERT_TRUE(live && live->has_value());
+  ASSERT_TRUE(live);
+  ASSERT_TRUE(live->has_value());
   EXPECT_EQ((*live)->id, "abcdef012345");
 
   EXPECT_FALSE(find_run(*db_, "abc"));            // too short

@@ -70,7 +70,7 @@ void power_off(int grace_ms) {
   ::sync();
   ::umount2("/home/agent", MNT_DETACH);
   if (::umount2("/workspace", 0) != 0 && errno != EINVAL) {
-    // Something still holds it: make it read-only so the journal is clean.
+    // A process still uses it, so make it read-only to leave the journal clean.
     ::mount(nullptr, "/workspace", nullptr, MS_REMOUNT | MS_RDONLY, nullptr);
   }
   ::sync();

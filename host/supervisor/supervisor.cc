@@ -37,8 +37,9 @@ using Clock = std::chrono::steady_clock;
 using protocol::FrameType;
 using nlohmann::json;
 
-// Under TCG a kernel reaches init in about 1.3 s on an idle machine; a
-// minute leaves room for a loaded host with many VMs booting at once.
+// Under TCG the guest is ready about 1.2 s after QEMU starts on an idle
+// 2-core host (bench/boot). A minute leaves room for a loaded host with many
+// VMs booting at once.
 constexpr std::chrono::seconds kBootTimeoutTcg{60};
 constexpr std::chrono::seconds kBootTimeoutKvm{30};
 // The guest init gives processes 2 s to exit after SIGTERM, then syncs; the

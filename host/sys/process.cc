@@ -53,7 +53,7 @@ std::string ProcessResult::describe() const {
   } else {
     text = "exited with status " + std::to_string(exit_code);
   }
-  // The most telling line: the last one that says "error", else the last.
+  // The most useful line: the last one containing "error", else the last line.
   std::string_view chosen;
   std::string_view rest(output);
   while (!rest.empty()) {

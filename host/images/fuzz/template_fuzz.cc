@@ -1,5 +1,6 @@
-// libFuzzer target for template files, which users write and share: the
-// parser must reject any input with an error, never crash or hang.
+// libFuzzer target for template files, which users write and share. Any
+// input must give a definition or an Error; a crash, a sanitizer report or a
+// hang fails the fuzz run.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
