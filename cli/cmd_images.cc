@@ -29,7 +29,7 @@ int build_template(const std::string& name, bool force, const std::string& ca_bu
   images::ImageBuildOptions options;
   options.progress = report_progress;
   options.force = force;
-  options.ca_bundle = ca_bundle;
+  options.ca_bundle = ca_bundle.empty() ? images::default_ca_bundle() : ca_bundle;
   auto image = images::ensure_template_image(session->paths, *definition, options);
   if (!image) return report_error(image.error());
   std::printf("%s  %s  %s\n", definition->name.c_str(), sys::format_size(image->size_bytes).c_str(), image->path.c_str());
@@ -64,7 +64,8 @@ void add_image_commands(CLI::App& app, Context& context) {
   build->add_option("template", *name, "Template name")->required();
   build->add_flag("--force", *force, "Rebuild even when a cached image exists");
   build->add_option("--ca-bundle", *ca_bundle,
-                    "PEM file of extra CA certificates to trust inside the image (for TLS-inspecting gateways)");
+                    "PEM file of CA certificates to trust inside the image, for TLS-inspecting gateways "
+                    "(default: $ZWRM_CA_BUNDLE); runs use images built with $ZWRM_CA_BUNDLE");
   build->callback([name, force, ca_bundle, &context] { context.exit_code = build_template(*name, *force, *ca_bundle); });
   CLI::App* ls = templates->add_subcommand("ls", "List the available templates");
   ls->callback([&context] { context.exit_code = list_templates(); });

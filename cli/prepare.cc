@@ -146,11 +146,10 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
 
   images::ImageBuildOptions build;
   build.progress = report_progress;
+  build.ca_bundle = images::default_ca_bundle();
   auto image = images::ensure_template_image(paths, *definition, build);
   if (!image) return tl::unexpected(image.error());
-  auto verified = images::verify_template_image(paths, *definition, build);
-  if (!verified) return tl::unexpected(verified.error());
-  request.image = {verified->path, verified->digest};
+  request.image = {image->path, image->digest};
 
   auto volume = images::ensure_volume(paths, request.project, disk_bytes);
   if (!volume) return tl::unexpected(volume.error());

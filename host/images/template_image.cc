@@ -347,6 +347,11 @@ Result<std::string> template_image_key(const TemplateDefinition& definition, con
   return inputs->key;
 }
 
+std::string default_ca_bundle() {
+  const char* bundle = std::getenv("ZWRM_CA_BUNDLE");
+  return bundle != nullptr ? bundle : "";
+}
+
 Result<TemplateImage> verify_template_image(const sys::Paths& paths, const TemplateDefinition& definition,
                                             const ImageBuildOptions& options) {
   Result<BuildInputs> inputs = read_build_inputs(definition, options);
@@ -359,8 +364,12 @@ Result<TemplateImage> ensure_template_image(const sys::Paths& paths, const Templ
   Result<BuildInputs> inputs = read_build_inputs(definition, options);
   if (!inputs) return tl::unexpected(inputs.error());
   const CacheEntry entry = cache_entry(paths, definition, inputs->key);
+  // A cached image that no longer matches its manifest was modified or
+  // damaged after the build: report it rather than quietly replacing it,
+  // because it is the root file system of every run of this template.
   if (!options.force) {
-    if (Result<TemplateImage> cached = check_cached_image(entry, definition, inputs->key)) return cached;
+    Result<TemplateImage> cached = check_cached_image(entry, definition, inputs->key);
+    if (cached || cached.error().errno_value != ENOENT) return cached;
   }
 
   if (Status made = sys::make_directories(entry.parent, 0700); !made) return tl::unexpected(made.error());
@@ -369,10 +378,7 @@ Result<TemplateImage> ensure_template_image(const sys::Paths& paths, const Templ
   // Another process may have finished the same image while this one waited.
   if (!options.force) {
     Result<TemplateImage> cached = check_cached_image(entry, definition, inputs->key);
-    if (cached) return cached;
-    if (cached.error().errno_value != ENOENT) {
-      report_progress(options, "the cached image " + entry.image + " does not match its manifest; rebuilding it");
-    }
+    if (cached || cached.error().errno_value != ENOENT) return cached;
   }
   remove_abandoned_builds(entry);
   return build_and_install(entry, definition, *inputs, options);

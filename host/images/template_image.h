@@ -51,8 +51,15 @@ struct ImageBuildOptions {
   std::string ca_bundle;
 };
 
+// Returns the CA bundle every image build should trust: the file named by
+// ZWRM_CA_BUNDLE, or empty. Set it on hosts behind a TLS-inspecting gateway
+// (for example to /etc/ssl/certs/ca-certificates.crt) so that builds and
+// guests trust the gateway.
+std::string default_ca_bundle();
+
 // Returns the cached image for definition, building it first when it is
-// missing or options.force is set. Safe to call from several processes at
+// missing or options.force is set. A cached image that changed since its
+// build is an error (rebuild with force), not silently replaced. Safe to call from several processes at
 // once: one builds while the others wait on the lock and then use its image.
 // Debian images need root (mmdebstrap's root mode) and network access to the
 // mirror, which ZWRM_DEBIAN_MIRROR overrides (default

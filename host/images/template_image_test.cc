@@ -239,8 +239,14 @@ TEST_F(TemplateImageTest, VerifyRejectsSymlinkedImage) {
   ASSERT_FALSE(linked);
   EXPECT_TRUE(contains(linked.error().message, "changed since it was built")) << linked.error().message;
 
-  // ensure_template_image replaces an entry that fails the check.
-  Result<TemplateImage> rebuilt = build();
+  // ensure_template_image reports the changed entry instead of replacing
+  // it; a forced build replaces it.
+  Result<TemplateImage> reported = build();
+  ASSERT_FALSE(reported);
+  EXPECT_TRUE(contains(reported.error().message, "--force")) << reported.error().message;
+  ImageBuildOptions forced = options_;
+  forced.force = true;
+  Result<TemplateImage> rebuilt = ensure_template_image(paths_, definition_, forced);
   ASSERT_TRUE(rebuilt) << rebuilt.error().message;
   EXPECT_TRUE(S_ISREG(stat_or_zero(rebuilt->path).st_mode));
   EXPECT_TRUE(verify_template_image(paths_, definition_, options_));
