@@ -242,7 +242,10 @@ int ClientSession::run() {
     print_error("lost the connection to the supervisor");
     return supervisor::kExitZwrmError;
   }
-  if (ended_->cause != "exit" && !ended_->detail.empty()) {
+  if (ended_->exit_code == supervisor::kExitZwrmError && !ended_->detail.empty()) {
+    // "failed" means the run never started, so its id names nothing.
+    print_error(ended_->cause == "failed" ? ended_->detail : "run " + ended_->run_id + ": " + ended_->detail);
+  } else if (ended_->cause != "exit" && !ended_->detail.empty()) {
     std::fprintf(stderr, "zwrm: run %s: %s\n", ended_->run_id.c_str(), ended_->detail.c_str());
   }
   return ended_->exit_code;
