@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "host/supervisor/control_socket.h"
+#include "host/supervisor/reaper.h"
 #include "host/supervisor/run_request.h"
 #include "host/sys/files.h"
 #include "host/sys/units.h"
@@ -108,6 +109,10 @@ int show_logs(const std::string& id, bool supervisor_log) {
   auto run = state::find_run(*session->db, id);
   if (!run) return report_error(run.error());
   const std::string path = run->log_dir + (supervisor_log ? "/supervisor.log" : "/console.log");
+  if (!sys::path_exists(run->log_dir)) {
+    return report_error({"the logs of run " + run->id + " were removed; zwrm keeps those of the newest " +
+                         std::to_string(supervisor::kKeptRunLogs) + " ended runs"});
+  }
   auto content = sys::read_file(path);
   if (!content) return report_error(content.error());
   std::fwrite(content->data(), 1, content->size(), stdout);

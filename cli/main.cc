@@ -26,6 +26,7 @@ Result<Session> open_session() {
   auto db = state::Database::open(paths->database);
   if (!db) return tl::unexpected(db.error());
   if (auto reaped = supervisor::reap_lost_runs(**db, *paths); !reaped) return tl::unexpected(reaped.error());
+  if (auto pruned = supervisor::prune_run_logs(**db); !pruned) return tl::unexpected(pruned.error());
   return Session{std::move(*paths), std::move(*db)};
 }
 

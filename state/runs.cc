@@ -99,6 +99,13 @@ Result<std::vector<Run>> list_runs(Database& db, bool live_only) {
   return collect(*query);
 }
 
+Result<std::vector<Run>> list_ended_runs_before(Database& db, int skip) {
+  auto query = db.prepare(select_runs("WHERE state = 'ended' ORDER BY created_at DESC LIMIT -1 OFFSET ?").c_str());
+  if (!query) return tl::unexpected(query.error());
+  query->bind(1, static_cast<std::int64_t>(skip));
+  return collect(*query);
+}
+
 Result<Run> find_run(Database& db, const std::string& id_or_prefix) {
   if (id_or_prefix.size() < 4 || id_or_prefix.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return fail("invalid run id '" + id_or_prefix + "'; give at least 4 hex digits of an id from `zwrm ps -a`");

@@ -42,6 +42,8 @@ Status mark_run_ended(Database& db, const std::string& id, std::optional<int> ex
                       const std::string& detail);
 
 Result<std::vector<Run>> list_runs(Database& db, bool live_only);
+// Returns ended runs other than the newest `skip` ended ones, newest first.
+Result<std::vector<Run>> list_ended_runs_before(Database& db, int skip);
 // Finds a run by its id or a unique prefix of at least 4 characters.
 Result<Run> find_run(Database& db, const std::string& id_or_prefix);
 // Returns the live run of a project, if one exists.

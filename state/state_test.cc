@@ -105,6 +105,22 @@ TEST_F(StateTest, RunLifecycleAndPrefixLookup) {
   EXPECT_FALSE(none->has_value());
 }
 
+TEST_F(StateTest, EndedRunsBeforeSkipsNewest) {
+  for (int i = 0; i < 5; ++i) {
+    state::Run run = sample_run("00000000000" + std::to_string(i), "p1");
+    run.created_at_ms = 1000 + i;
+    ASSERT_TRUE(insert_run(*db_, run));
+    if (i != 2) {
+      ASSERT_TRUE(mark_run_ended(*db_, run.id, 0, "exit", ""));
+    }
+  }
+  auto older = list_ended_runs_before(*db_, 2);
+  ASSERT_TRUE(older);
+  ASSERT_EQ(older->size(), 2u);  // runs 4 and 3 are kept, 2 is live
+  EXPECT_EQ((*older)[0].id, "000000000001");
+  EXPECT_EQ((*older)[1].id, "000000000000");
+}
+
 TEST_F(StateTest, AmbiguousPrefixIsRejected) {
   ASSERT_TRUE(insert_run(*db_, sample_run("abcd11111111", "p1")));
   ASSERT_TRUE(insert_run(*db_, sample_run("abcd22222222", "p2")));

@@ -26,4 +26,15 @@ Result<int> reap_lost_runs(state::Database& db, const sys::Paths& paths) {
   return reaped;
 }
 
+Result<int> prune_run_logs(state::Database& db, int keep) {
+  auto runs = state::list_ended_runs_before(db, keep);
+  if (!runs) return tl::unexpected(runs.error());
+  int removed = 0;
+  for (const state::Run& run : *runs) {
+    if (run.log_dir.empty() || !sys::path_exists(run.log_dir)) continue;
+    if (sys::remove_tree(run.log_dir)) ++removed;
+  }
+  return removed;
+}
+
 }  // namespace zwrm::supervisor

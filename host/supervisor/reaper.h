@@ -15,4 +15,12 @@ namespace zwrm::supervisor {
 // Returns how many runs it reaped.
 Result<int> reap_lost_runs(state::Database& db, const sys::Paths& paths);
 
+// Number of ended runs whose log directories are kept; older ones go.
+inline constexpr int kKeptRunLogs = 100;
+
+// Removes the log directories of ended runs beyond the newest `keep`, so
+// logs/ stays bounded (each run's console log is capped at 1 MiB). The runs'
+// rows and events stay. Returns how many directories it removed.
+Result<int> prune_run_logs(state::Database& db, int keep = kKeptRunLogs);
+
 }  // namespace zwrm::supervisor
