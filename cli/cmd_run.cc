@@ -11,14 +11,19 @@ namespace zwrm::cli {
 namespace {
 
 void add_resource_options(CLI::App& command, RunOptions& options) {
-  command.add_option("--cpus", options.cpus, "Virtual CPUs of the VM (default 1)");
-  command.add_option("--memory", options.memory, "Memory of the VM, such as 512M or 2G (default 512M)");
+  command.add_option("--cpus", options.cpus, "Virtual CPUs of the VM (default 1)")->type_name("N");
+  command.add_option("--memory", options.memory, "Memory of the VM, such as 512M or 2G (default 512M)")
+      ->type_name("SIZE");
   command.add_option("--disk", options.disk,
-                     "Size of the project's volume when it is created, such as 10G (default 10G)");
+                     "Size of the project's volume when it is created, such as 10G (default 10G)")
+      ->type_name("SIZE");
   command.add_option("--timeout", options.timeout,
-                     "Deadline for the whole run, such as 30s, 10m or 2h; the host ends the VM when it passes");
-  command.add_option("--accel", options.accel, "auto (KVM when it works, else TCG), kvm or tcg (default auto)");
-  command.add_option("-e,--env", options.env, "Set an environment variable for the command, KEY=VALUE");
+                     "Deadline for the whole run, such as 30s, 10m or 2h; the host ends the VM when it passes")
+      ->type_name("DURATION");
+  command.add_option("--accel", options.accel, "auto (KVM when it works, else TCG), kvm or tcg (default auto)")
+      ->type_name("ACCEL");
+  command.add_option("-e,--env", options.env, "Set an environment variable for the command; repeatable")
+      ->type_name("KEY=VALUE");
   command.add_flag("--root", options.root, "Run the command as root in the guest instead of the agent user");
 }
 
@@ -43,8 +48,10 @@ int start_run(RunOptions& options, std::vector<std::string> command) {
 void add_run_commands(CLI::App& app, Context& context) {
   auto run_options = std::make_shared<RunOptions>();
   CLI::App* run = app.add_subcommand("run", "Run a command in a new microVM and print its output");
-  run->add_option("--template", run_options->template_name, "Template of the VM's root file system (default minimal)");
-  run->add_option("--project", run_options->project, "Project whose volume is mounted at /workspace (default: default)");
+  run->add_option("--template", run_options->template_name, "Template of the VM's root file system (default minimal)")
+      ->type_name("NAME");
+  run->add_option("--project", run_options->project, "Project whose volume is mounted at /workspace (default: default)")
+      ->type_name("NAME");
   add_resource_options(*run, *run_options);
   run->prefix_command();
   run->footer("Usage: zwrm run [OPTIONS] -- COMMAND [ARG...]");

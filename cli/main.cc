@@ -2,6 +2,7 @@
 //
 // main() only builds the command tree; every command lives in a cmd_*.cc
 // file and delegates to the host and state libraries.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -12,6 +13,7 @@
 #include "host/supervisor/reaper.h"
 #include "host/supervisor/supervisor.h"
 #include "host/sys/log.h"
+#include "state/names.h"
 
 namespace zwrm::cli {
 
@@ -51,6 +53,14 @@ int main(int argc, char** argv) {
     context.command.assign(argv + i + 1, argv + argc);
     argc = i;
     break;
+  }
+  const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
+  const bool known = argc > 1 && std::any_of(subcommands.begin(), subcommands.end(),
+                                             [&](const CLI::App* command) { return command->get_name() == argv[1]; });
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    std::fprintf(stderr, "zwrm: error: unknown command '%s'; see `zwrm --help`\n",
+                 zwrm::state::printable(argv[1]).c_str());
+    return zwrm::supervisor::kExitZwrmError;
   }
   try {
     app.parse(argc, argv);
