@@ -95,6 +95,7 @@ class ClientSession {
   protocol::ReceiveWindow stdout_window_;
   protocol::ReceiveWindow stderr_window_;
   std::optional<Clock::time_point> stop_at_;
+  int forwarded_signal_ = 0;  // the first SIGINT or SIGTERM passed to the command
   bool stop_requested_ = false;
   std::optional<supervisor::RunEnded> ended_;
 };
@@ -129,6 +130,12 @@ Status ClientSession::handle_frame(protocol::Frame&& frame) {
   switch (frame.type) {
     case FrameType::kRunStarted:
       started_ = true;
+      // The terminal may have been resized while the VM booted.
+      if (request_.tty) {
+        if (auto size = window_size(STDIN_FILENO)) {
+          channel_.send(FrameType::kWindow, kMainStream, protocol::encode(protocol::Window{size->rows, size->cols}));
+        }
+      }
       return {};
     case FrameType::kStdout:
     case FrameType::kStderr:
@@ -179,6 +186,7 @@ void ClientSession::handle_signals() {
   while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
     const int number = static_cast<int>(info.ssi_signo);
     if (number == SIGWINCH) {
+      if (!started_) continue;  // the size is sent once the process starts
       if (auto size = window_size(STDIN_FILENO)) {
         channel_.send(FrameType::kWindow, kMainStream, protocol::encode(protocol::Window{size->rows, size->cols}));
       }
@@ -193,6 +201,7 @@ void ClientSession::handle_signals() {
     // would receive it, and stop the run if it has not ended by the grace.
     channel_.send(FrameType::kSignal, kMainStream, protocol::encode(protocol::Signal{static_cast<std::uint32_t>(number)}));
     stop_at_ = Clock::now() + kSignalGrace;
+    forwarded_signal_ = number;
   }
 }
 
@@ -233,7 +242,9 @@ int ClientSession::run() {
     if (fds[1].revents & POLLIN) handle_signals();
     if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) read_stdin();
     if (stop_at_ && !stop_requested_ && Clock::now() >= *stop_at_) {
-      request_stop("interrupted", "the command did not exit within 5 s of the signal");
+      const bool interrupt = forwarded_signal_ == SIGINT;
+      request_stop(interrupt ? "interrupted" : "stopped",
+                   std::string("the command did not exit within 5 s of ") + (interrupt ? "SIGINT" : "SIGTERM"));
     }
     if (!channel_.flush()) break;
   }
@@ -245,7 +256,10 @@ int ClientSession::run() {
   if (ended_->exit_code == supervisor::kExitZwrmError && !ended_->detail.empty()) {
     // "failed" means the run never started, so its id names nothing.
     print_error(ended_->cause == "failed" ? ended_->detail : "run " + ended_->run_id + ": " + ended_->detail);
-  } else if (ended_->cause != "exit" && !ended_->detail.empty()) {
+  } else if (ended_->cause == "exit" && !ended_->detail.empty()) {
+    // The command could not start (status 126 or 127): say why.
+    print_error(ended_->detail);
+  } else if (!ended_->detail.empty()) {
     std::fprintf(stderr, "zwrm: run %s: %s\n", ended_->run_id.c_str(), ended_->detail.c_str());
   }
   return ended_->exit_code;

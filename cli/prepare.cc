@@ -144,6 +144,21 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
   if (!initramfs) return tl::unexpected(initramfs.error());
   request.initramfs = {initramfs->path, initramfs->init_digest};
 
+  // The accelerator is settled before anything persistent is created, so
+  // an unusable --accel kvm leaves no volume or project behind.
+  auto vmm = vmm::make_qemu_microvm();
+  auto accel = vmm::choose_accel(*requested_accel, paths, *vmm, kernel->bzimage, initramfs->path);
+  if (!accel) return tl::unexpected(accel.error());
+  if (accel->newly_probed && accel->accel == vmm::Accel::kKvm) {
+    report_progress("using KVM hardware virtualization: " + accel->reason);
+  } else if (accel->newly_probed && *requested_accel == vmm::Accel::kAuto) {
+    report_progress("KVM is not usable here: " + accel->reason +
+                    ". Running VMs under TCG software emulation: each run still gets its own kernel, "
+                    "but it is slower and a weaker isolation boundary than hardware virtualization.");
+  }
+  request.accel = vmm::accel_name(accel->accel);
+  request.accel_reason = accel->reason;
+
   images::ImageBuildOptions build;
   build.progress = report_progress;
   build.ca_bundle = images::default_ca_bundle();
@@ -158,18 +173,6 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
     return tl::unexpected(recorded.error());
   }
 
-  auto vmm = vmm::make_qemu_microvm();
-  auto accel = vmm::choose_accel(*requested_accel, paths, *vmm, kernel->bzimage, initramfs->path);
-  if (!accel) return tl::unexpected(accel.error());
-  if (accel->newly_probed && accel->accel == vmm::Accel::kKvm) {
-    report_progress("using KVM hardware virtualization: " + accel->reason);
-  } else if (accel->newly_probed && *requested_accel == vmm::Accel::kAuto) {
-    report_progress("KVM is not usable here: " + accel->reason +
-                    ". Running VMs under TCG software emulation: each run still gets its own kernel, "
-                    "but it is slower and a weaker isolation boundary than hardware virtualization.");
-  }
-  request.accel = vmm::accel_name(accel->accel);
-  request.accel_reason = accel->reason;
   return request;
 }
 

@@ -1,22 +1,6 @@
 #include "state/names.h"
 
-#include <cstdio>
-
 namespace zwrm::state {
-
-std::string printable(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-      out += escaped;
-    }
-  }
-  return out;
-}
 
 Status validate_project_name(std::string_view name) {
   auto invalid = [&](const char* why) {

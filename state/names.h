@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "common/error.h"
+#include "common/printable.h"
 
 namespace zwrm::state {
 
@@ -14,8 +15,6 @@ namespace zwrm::state {
 // character can reach a path or the guest's hostname.
 Status validate_project_name(std::string_view name);
 
-// Returns text with control and non-ASCII bytes written as \xNN, for
-// quoting user input in messages without letting it drive the terminal.
-std::string printable(std::string_view text);
+using zwrm::printable;
 
 }  // namespace zwrm::state

@@ -1,5 +1,7 @@
 #include "state/runs.h"
 
+#include "common/printable.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -108,7 +110,7 @@ Result<std::vector<Run>> list_ended_runs_before(Database& db, int skip) {
 
 Result<Run> find_run(Database& db, const std::string& id_or_prefix) {
   if (id_or_prefix.size() < 4 || id_or_prefix.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    return fail("invalid run id '" + id_or_prefix + "'; give at least 4 hex digits of an id from `zwrm ps -a`");
+    return fail("invalid run id '" + printable(id_or_prefix) + "'; give at least 4 hex digits of an id from `zwrm ps -a`");
   }
   auto query = db.prepare(select_runs("WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY created_at LIMIT 2").c_str());
   if (!query) return tl::unexpected(query.error());

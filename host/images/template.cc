@@ -9,6 +9,7 @@
 
 #include <toml++/toml.h>
 
+#include "common/printable.h"
 #include "host/sys/files.h"
 
 namespace zwrm::images {
@@ -73,7 +74,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 std::string describe_unknown_key(std::string_view key) {
-  std::string message = "unknown key '" + std::string(key) + "'; ";
+  std::string message = "unknown key '" + printable(key) + "'; ";
   for (std::string_view known : kKnownKeys) {
     if (edit_distance(key, known) <= 2) return message + "did you mean '" + std::string(known) + "'?";
   }
@@ -117,12 +118,12 @@ Result<std::string> read_string(const Entry& entry, const std::string& source_pa
   const std::optional<std::string> value = entry.value->value<std::string>();
   if (!entry.value->is_string() || !value) {
     return fail_at(source_path, entry.value->source().begin.line,
-                   "'" + std::string(entry.key) + "' must be a string, not " +
+                   "'" + printable(entry.key) + "' must be a string, not " +
                        std::string(type_name(entry.value->type())) + "; put the value in double quotes");
   }
   if (value->find('\0') != std::string::npos) {
     return fail_at(source_path, entry.line,
-                   "'" + std::string(entry.key) + "' contains a NUL character; remove it");
+                   "'" + printable(entry.key) + "' contains a NUL character; remove it");
   }
   return *value;
 }
@@ -132,7 +133,7 @@ Result<std::string> read_string(const Entry& entry, const std::string& source_pa
 Result<std::vector<std::string>> read_string_array(const Entry& entry, const std::string& source_path,
                                                    std::string_view example,
                                                    std::vector<std::uint32_t>* element_lines = nullptr) {
-  const std::string expected = "'" + std::string(entry.key) + "' must be an array of strings such as " +
+  const std::string expected = "'" + printable(entry.key) + "' must be an array of strings such as " +
                                std::string(example);
   const toml::array* array = entry.value->as_array();
   if (array == nullptr) {
@@ -157,7 +158,7 @@ Result<std::vector<std::string>> read_string_array(const Entry& entry, const std
 Status check_name(const std::string& name, std::uint32_t line, const std::string& source_path) {
   if (is_valid_template_name(name)) return {};
   return fail_at(source_path, line,
-                 "invalid template name '" + name +
+                 "invalid template name '" + printable(name) +
                      "'; use 1 to 32 lowercase letters, digits and '-', starting with a letter or digit");
 }
 
@@ -167,13 +168,13 @@ Status check_packages(const std::vector<std::string>& packages, const std::vecto
     const std::uint32_t line = lines[i];
     if (!is_debian_package_name(packages[i])) {
       return fail_at(source_path, line,
-                     "invalid Debian package name '" + packages[i] +
+                     "invalid Debian package name '" + printable(packages[i]) +
                          "'; a package name has at least 2 characters, only lowercase letters, digits, "
                          "'+', '-' and '.', and starts with a letter or digit");
     }
     if (std::find(packages.begin(), packages.begin() + static_cast<std::ptrdiff_t>(i), packages[i]) !=
         packages.begin() + static_cast<std::ptrdiff_t>(i)) {
-      return fail_at(source_path, line, "package '" + packages[i] + "' is listed twice; remove one");
+      return fail_at(source_path, line, "package '" + printable(packages[i]) + "' is listed twice; remove one");
     }
   }
   return {};
@@ -191,7 +192,7 @@ Result<std::vector<std::pair<std::string, std::string>>> read_env(const Entry& e
   for (const Entry& variable : entries_in_file_order(*table)) {
     if (!is_shell_variable_name(variable.key)) {
       return fail_at(source_path, variable.line,
-                     "invalid environment variable name '" + std::string(variable.key) +
+                     "invalid environment variable name '" + printable(variable.key) +
                          "' in [env]; use letters, digits and '_', not starting with a digit");
     }
     Result<std::string> value = read_string(variable, source_path);
@@ -282,12 +283,12 @@ Status check_base(TemplateDefinition& definition, const KeyLines& lines, const s
   }
   if (definition.base != "debian") {
     return fail_at(source_path, lines.base,
-                   "invalid base '" + definition.base + "'; use \"busybox\" or \"debian\"");
+                   "invalid base '" + printable(definition.base) + "'; use \"busybox\" or \"debian\"");
   }
   if (lines.suite == 0) definition.suite = kDefaultSuite;
   if (!is_debian_suite_name(definition.suite)) {
     return fail_at(source_path, lines.suite,
-                   "invalid Debian suite '" + definition.suite + "'; use a suite name such as \"bookworm\"");
+                   "invalid Debian suite '" + printable(definition.suite) + "'; use a suite name such as \"bookworm\"");
   }
   return check_packages(definition.packages, lines.package_elements, source_path);
 }
@@ -365,7 +366,7 @@ std::vector<std::string> list_templates(const sys::Paths& paths) {
 Result<TemplateDefinition> find_template(const sys::Paths& paths, std::string_view name) {
   const std::string requested(name);
   if (!is_valid_template_name(name)) {
-    return fail("invalid template name '" + requested +
+    return fail("invalid template name '" + printable(requested) +
                 "'; a template name is 1 to 32 lowercase letters, digits and '-'");
   }
 

@@ -41,6 +41,8 @@ struct RunRequest {
   std::string volume;
 };
 
+// Sent once the main process's exec request is on its way to the guest;
+// from then on the client may send stdin, window sizes and signals.
 struct RunStarted {
   std::string run_id;
 };

@@ -246,9 +246,7 @@ Status Supervisor::start_vm() {
   const auto now = Clock::now();
   boot_deadline_ = now + (config.accel == vmm::Accel::kKvm ? kBootTimeoutKvm : kBootTimeoutTcg);
   if (request_.timeout_ms) run_deadline_ = started_at_ + std::chrono::milliseconds(*request_.timeout_ms);
-  if (auto running = state::mark_run_running(*db_, run_id_, vmm_pid_, request_.accel); !running) return running;
-  client_->send(FrameType::kRunStarted, 0, json_payload(to_json(RunStarted{run_id_})));
-  return {};
+  return state::mark_run_running(*db_, run_id_, vmm_pid_, request_.accel);
 }
 
 void Supervisor::send_exec() {
@@ -271,6 +269,9 @@ void Supervisor::send_exec() {
   }
   guest_->send(FrameType::kExec, kMainStream, payload);
   exec_started_at_ = Clock::now();
+  // Only now may the client send stdin, window sizes and signals: the guest
+  // has the process stream they belong to.
+  if (client_) client_->send(FrameType::kRunStarted, 0, json_payload(to_json(RunStarted{run_id_})));
   record("run.exec", {{"stream", kMainStream}, {"argv", exec.argv}, {"user", root ? "root" : "agent"},
                       {"cwd", exec.cwd}, {"tty", exec.tty}});
 }

@@ -1,5 +1,7 @@
 #include "host/sys/units.h"
 
+#include "common/printable.h"
+
 #include <cmath>
 #include <cctype>
 #include <cstdio>
@@ -7,7 +9,7 @@
 namespace zwrm::sys {
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  const std::string original(text);
+  const std::string original = printable(text);
   auto invalid = [&] {
     return fail("invalid duration '" + original + "'; use a number with a unit, such as 30s, 5m, 1h30m or 2d");
   };
@@ -54,7 +56,7 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
 }
 
 Result<std::uint64_t> parse_size(std::string_view text) {
-  const std::string original(text);
+  const std::string original = printable(text);
   auto invalid = [&] {
     return fail("invalid size '" + original + "'; use a number with a unit, such as 512M, 10G or 1T");
   };

@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "common/printable.h"
 #include "host/sys/process.h"
 #include "host/vmm/vmm.h"
 
@@ -137,7 +138,7 @@ Result<Accel> parse_accel(const std::string& text) {
   if (text == "auto") return Accel::kAuto;
   if (text == "kvm") return Accel::kKvm;
   if (text == "tcg") return Accel::kTcg;
-  return fail("invalid accelerator '" + text + "'; use auto, kvm or tcg");
+  return fail("invalid accelerator '" + printable(text) + "'; use auto, kvm or tcg");
 }
 
 std::unique_ptr<Vmm> make_qemu_microvm(std::string qemu_binary) {
