@@ -83,7 +83,7 @@ class ClientSession {
   void write_output(const protocol::Frame& frame);
   void read_stdin();
   void handle_signals();
-  void request_stop(const char* reason, const std::string& detail);
+  void request_stop(const char* reason, const std::string& detail, int signal = 0);
 
   protocol::Channel& channel_;
   const supervisor::RunRequest& request_;
@@ -100,10 +100,11 @@ class ClientSession {
   std::optional<supervisor::RunEnded> ended_;
 };
 
-void ClientSession::request_stop(const char* reason, const std::string& detail) {
+void ClientSession::request_stop(const char* reason, const std::string& detail, int signal) {
   if (stop_requested_) return;
   stop_requested_ = true;
-  channel_.send(FrameType::kStopRequest, 0, supervisor::json_payload(supervisor::to_json(supervisor::StopRequest{reason, detail})));
+  channel_.send(FrameType::kStopRequest, 0,
+                supervisor::json_payload(supervisor::to_json(supervisor::StopRequest{reason, detail, signal})));
 }
 
 void ClientSession::write_output(const protocol::Frame& frame) {
@@ -114,10 +115,14 @@ void ClientSession::write_output(const protocol::Frame& frame) {
     request_stop("stopped", "the client detected a protocol violation");
     return;
   }
-  // A closed stdout (`zwrm run ... | head`) drops the rest of the output but
-  // keeps the run going, as the command's own exit decides the status.
+  // A closed stdout (`zwrm run -- yes | head -1`) is passed on to the guest,
+  // which closes the command's stdout pipe, so the command gets SIGPIPE as
+  // it would locally. Output already on its way is dropped.
   if (is_stdout && !stdout_broken_) {
     stdout_broken_ = !write_all(STDOUT_FILENO, frame.payload.data(), frame.payload.size());
+    if (stdout_broken_) {
+      channel_.send(FrameType::kEof, kMainStream, protocol::encode(protocol::Eof{FrameType::kStdout}));
+    }
   } else if (!is_stdout) {
     (void)write_all(STDERR_FILENO, frame.payload.data(), frame.payload.size());
   }
@@ -192,9 +197,14 @@ void ClientSession::handle_signals() {
       }
       continue;
     }
+    // SIGHUP (the terminal went away), a signal during boot, or a second
+    // signal stops the run at once.
     if (number == SIGHUP || !started_ || stop_at_) {
-      request_stop(number == SIGINT ? "interrupted" : "stopped",
-                   std::string("the client received ") + strsignal(number));
+      const std::string name = std::string("SIG") + sigabbrev_np(number);
+      const std::string why = number == SIGHUP ? "the terminal closed (SIGHUP)"
+                              : stop_at_       ? "a second " + name + " arrived"
+                                               : name + " arrived before the command started";
+      request_stop(number == SIGINT ? "interrupted" : "stopped", "stopped: " + why, number);
       continue;
     }
     // First SIGINT or SIGTERM: pass it to the command, as a local program
@@ -244,7 +254,8 @@ int ClientSession::run() {
     if (stop_at_ && !stop_requested_ && Clock::now() >= *stop_at_) {
       const bool interrupt = forwarded_signal_ == SIGINT;
       request_stop(interrupt ? "interrupted" : "stopped",
-                   std::string("the command did not exit within 5 s of ") + (interrupt ? "SIGINT" : "SIGTERM"));
+                   std::string("stopped: the command did not exit within 5 s of SIG") + sigabbrev_np(forwarded_signal_),
+                   forwarded_signal_);
     }
     if (!channel_.flush()) break;
   }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/printable.h"
 #include "host/supervisor/control_socket.h"
 #include "host/supervisor/reaper.h"
 #include "host/supervisor/run_request.h"
@@ -35,6 +36,7 @@ std::string command_text(const std::string& command_json) {
     if (!text.empty()) text += ' ';
     text += arg.is_string() ? arg.get<std::string>() : arg.dump();
   }
+  text = printable(text);
   return text.size() > 40 ? text.substr(0, 37) + "..." : text;
 }
 
@@ -46,7 +48,8 @@ nlohmann::json run_json(const state::Run& run) {
           {"created_at_ms", run.created_at_ms},
           {"ended_at_ms", run.ended_at_ms ? nlohmann::json(*run.ended_at_ms) : nlohmann::json(nullptr)},
           {"exit_code", run.exit_code ? nlohmann::json(*run.exit_code) : nlohmann::json(nullptr)},
-          {"stop_cause", run.stop_cause}, {"stop_detail", run.stop_detail}};
+          {"stop_cause", run.stop_cause}, {"stop_detail", run.stop_detail},
+          {"supervisor_pid", run.supervisor_pid}};
 }
 
 int list_runs(bool all, bool json) {
@@ -60,13 +63,13 @@ int list_runs(bool all, bool json) {
     return 0;
   }
   const std::int64_t now = state::now_unix_ms();
-  std::printf("%-12s  %-16s  %-8s  %-8s  %-4s  %4s  %7s  %-8s  %-11s  %s\n", "RUN", "PROJECT", "TEMPLATE", "STATE",
+  std::printf("%-12s  %-16s  %-8s  %-8s  %-5s  %4s  %8s  %-8s  %-19s  %s\n", "RUN", "PROJECT", "TEMPLATE", "STATE",
               "ACCEL", "CPUS", "MEMORY", "UPTIME", "EXIT", "COMMAND");
   for (const state::Run& run : *runs) {
     const std::string exit = run.state != "ended" ? ""
                              : run.exit_code    ? std::to_string(*run.exit_code) + " " + run.stop_cause
                                                 : run.stop_cause;
-    std::printf("%-12s  %-16s  %-8s  %-8s  %-4s  %4u  %7s  %-8s  %-11s  %s\n", run.id.c_str(), run.project.c_str(),
+    std::printf("%-12s  %-16s  %-8s  %-8s  %-5s  %4u  %8s  %-8s  %-19s  %s\n", run.id.c_str(), run.project.c_str(),
                 run.template_name.c_str(), run.state.c_str(), run.accel.c_str(), run.cpus,
                 sys::format_size(run.memory_mib << 20).c_str(),
                 age(run.created_at_ms, run.ended_at_ms.value_or(now)).c_str(), exit.c_str(),
@@ -89,6 +92,14 @@ int stop_run(const std::string& id) {
                                                  supervisor::json_payload(supervisor::to_json(
                                                      supervisor::StopRequest{"stopped", "zwrm stop"})));
       !sent) {
+    // The supervisor may have died since the session reaped lost runs.
+    if (!state::supervisor_alive(*run)) {
+      if (auto reaped = supervisor::reap_lost_runs(*session->db, session->paths); !reaped) {
+        return report_error(reaped.error());
+      }
+      std::printf("run %s already ended (its supervisor exited)\n", run->id.c_str());
+      return 0;
+    }
     return report_error(with_context(sent.error(), "cannot reach the supervisor of run " + run->id));
   }
   const auto deadline = std::chrono::steady_clock::now() + kStopWait;
@@ -98,12 +109,39 @@ int stop_run(const std::string& id) {
       std::printf("stopped run %s\n", run->id.c_str());
       return 0;
     }
+    // A supervisor that dies during the stop takes its VMM with it; record
+    // the run as lost instead of waiting for an end it will never write.
+    if (current && !state::supervisor_alive(*current)) {
+      if (auto reaped = supervisor::reap_lost_runs(*session->db, session->paths); !reaped) {
+        return report_error(reaped.error());
+      }
+      std::printf("stopped run %s (its supervisor exited during the stop)\n", run->id.c_str());
+      return 0;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return report_error({"run " + run->id + " did not end within 30 s of the stop request"});
 }
 
-int show_logs(const std::string& id, bool supervisor_log) {
+// Returns log text with control characters other than newline and tab
+// escaped, because the guest writes the console log and could otherwise
+// drive the terminal of whoever reads it. The serial console's CR LF line
+// ends become LF.
+std::string terminal_safe(std::string_view text) {
+  std::string out;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const bool line_end = text[i] == '\n' || (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n');
+    if (!line_end && text[i] != '\t') continue;
+    out += printable(text.substr(start, i - start));
+    if (text[i] != '\r') out.push_back(text[i]);
+    start = i + 1;
+  }
+  out += printable(text.substr(start));
+  return out;
+}
+
+int show_logs(const std::string& id, bool supervisor_log, bool raw) {
   auto session = open_session();
   if (!session) return report_error(session.error());
   auto run = state::find_run(*session->db, id);
@@ -115,7 +153,8 @@ int show_logs(const std::string& id, bool supervisor_log) {
   }
   auto content = sys::read_file(path);
   if (!content) return report_error(content.error());
-  std::fwrite(content->data(), 1, content->size(), stdout);
+  const std::string shown = raw ? *content : terminal_safe(*content);
+  std::fwrite(shown.data(), 1, shown.size(), stdout);
   return 0;
 }
 
@@ -137,9 +176,14 @@ void add_status_commands(CLI::App& app, Context& context) {
   CLI::App* logs = app.add_subcommand("logs", "Print a run's serial console log (kernel and guest init messages)");
   auto logs_id = std::make_shared<std::string>();
   auto supervisor_log = std::make_shared<bool>(false);
+  auto raw = std::make_shared<bool>(false);
   logs->add_option("run", *logs_id, "Run id, or a unique prefix of at least 4 characters")->required();
   logs->add_flag("--supervisor", *supervisor_log, "Print the supervisor's log instead");
-  logs->callback([logs_id, supervisor_log, &context] { context.exit_code = show_logs(*logs_id, *supervisor_log); });
+  logs->add_flag("--raw", *raw,
+                 "Print the log byte for byte; by default control characters the guest wrote are escaped as \\xNN");
+  logs->callback([logs_id, supervisor_log, raw, &context] {
+    context.exit_code = show_logs(*logs_id, *supervisor_log, *raw);
+  });
 }
 
 }  // namespace zwrm::cli

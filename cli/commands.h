@@ -16,10 +16,6 @@ namespace zwrm::cli {
 
 struct Context {
   int exit_code = 0;
-  // Everything after the first `--` on the command line: the command to
-  // run in the guest, kept away from option parsing.
-  std::vector<std::string> command;
-  bool has_command_separator = false;
 };
 
 void add_run_commands(CLI::App& app, Context& context);     // run, agent

@@ -3,6 +3,7 @@
 // main() only builds the command tree; every command lives in a cmd_*.cc
 // file and delegates to the host and state libraries.
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 
@@ -47,13 +48,6 @@ int main(int argc, char** argv) {
   zwrm::cli::add_run_commands(app, context);
   zwrm::cli::add_status_commands(app, context);
   zwrm::cli::add_image_commands(app, context);
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--") != 0) continue;
-    context.has_command_separator = true;
-    context.command.assign(argv + i + 1, argv + argc);
-    argc = i;
-    break;
-  }
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
   const bool known = argc > 1 && std::any_of(subcommands.begin(), subcommands.end(),
                                              [&](const CLI::App* command) { return command->get_name() == argv[1]; });
@@ -66,8 +60,15 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     if (error.get_exit_code() == 0) return app.exit(error);
-    std::fprintf(stderr, "zwrm: error: %s; see `%s --help`\n", error.what(),
-                 (std::string("zwrm") + (app.get_subcommands().empty() ? "" : " " + app.get_subcommands().front()->get_name())).c_str());
+    // Point at the help of the deepest command that was recognised.
+    std::string command = "zwrm";
+    for (const CLI::App* current = &app; !current->get_subcommands().empty();) {
+      current = current->get_subcommands().front();
+      command += " " + current->get_name();
+    }
+    std::string message = error.what();
+    if (!message.empty()) message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
+    std::fprintf(stderr, "zwrm: error: %s; see `%s --help`\n", zwrm::printable(message).c_str(), command.c_str());
     return zwrm::supervisor::kExitZwrmError;
   }
   return context.exit_code;

@@ -1,5 +1,6 @@
 #include "cli/prepare.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -30,9 +31,10 @@ constexpr unsigned kMaximumCpus = 64;
 Result<unsigned> parse_cpus(const std::string& text) {
   const unsigned host_cpus = std::max(1u, std::thread::hardware_concurrency());
   const unsigned limit = std::min(host_cpus, kMaximumCpus);
-  char* end = nullptr;
-  const unsigned long value = std::strtoul(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || value < 1 || value > limit) {
+  // Digits only: strtoul alone would also take " 1", "+1" and "-1".
+  const bool digits = !text.empty() && text.size() <= 4 && text.find_first_not_of("0123456789") == std::string::npos;
+  const unsigned long value = digits ? std::stoul(text) : 0;
+  if (value < 1 || value > limit) {
     return fail("invalid --cpus '" + state::printable(text) + "'; use a whole number from 1 to " +
                 std::to_string(limit) + " (this host has " + std::to_string(host_cpus) + " CPUs)");
   }
@@ -46,7 +48,7 @@ Result<std::uint64_t> parse_memory_mib(const std::string& text) {
       static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGE_SIZE));
   if (*bytes < kMinimumMemory || *bytes > host_memory) {
     return fail("invalid --memory '" + state::printable(text) + "'; use from " + sys::format_size(kMinimumMemory) +
-                " up to the host's " + sys::format_size(host_memory));
+                " up to the host's " + sys::format_size(host_memory) + " with a unit, such as 512M or 2G");
   }
   return *bytes >> 20;
 }
@@ -80,6 +82,20 @@ Status record_project(const sys::Paths& paths, const std::string& project, const
     if (!appended) return tl::unexpected(appended.error());
   }
   return {};
+}
+
+// Volumes are sparse, so one larger than the free space is allowed, but the
+// guest would see write errors once the host's disk fills up: say so.
+void warn_if_volume_exceeds_free_space(const sys::Paths& paths, const std::string& project, std::uint64_t size) {
+  if (sys::path_exists(images::volume_path(paths, project))) return;
+  if (size == 0) size = images::kDefaultVolumeSize;
+  struct statvfs info {};
+  if (::statvfs(paths.volumes.c_str(), &info) != 0) return;
+  const std::uint64_t free_bytes = static_cast<std::uint64_t>(info.f_bavail) * info.f_frsize;
+  if (size <= free_bytes) return;
+  report_progress("note: the new volume (" + sys::format_size(size) + ", sparse) is larger than the " +
+                  sys::format_size(free_bytes) + " free in " + paths.volumes +
+                  "; writes in the guest fail once the host's disk is full");
 }
 
 }  // namespace
@@ -137,6 +153,10 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
     request.env.insert(request.env.begin(), std::string("TERM=") + (term != nullptr && *term ? term : "xterm-256color"));
   }
 
+  // Checked before anything is built or created; the artifact paths added
+  // below are short next to the 64 KiB limit.
+  if (auto fits = supervisor::check_request_size(request); !fits) return tl::unexpected(fits.error());
+
   auto kernel = images::ensure_kernel(paths, report_progress);
   if (!kernel) return tl::unexpected(kernel.error());
   request.kernel = {kernel->bzimage, kernel->digest};
@@ -166,6 +186,7 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
   if (!image) return tl::unexpected(image.error());
   request.image = {image->path, image->digest};
 
+  warn_if_volume_exceeds_free_space(paths, request.project, disk_bytes);
   auto volume = images::ensure_volume(paths, request.project, disk_bytes);
   if (!volume) return tl::unexpected(volume.error());
   request.volume = volume->path;

@@ -13,6 +13,8 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kReady: return "ready";
     case FrameType::kShutdown: return "shutdown";
     case FrameType::kFatal: return "fatal";
+    case FrameType::kPing: return "ping";
+    case FrameType::kPong: return "pong";
     case FrameType::kExec: return "exec";
     case FrameType::kStarted: return "started";
     case FrameType::kStdin: return "stdin";

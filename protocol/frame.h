@@ -38,6 +38,8 @@ enum class FrameType : std::uint8_t {
   kReady = 3,      // guest -> host: root and volume mounted
   kShutdown = 4,   // host -> guest: end all processes, sync, power off
   kFatal = 5,      // either way: an unrecoverable error text, then close
+  kPing = 6,       // host -> guest: are you alive? (no payload)
+  kPong = 7,       // guest -> host: answer to kPing (no payload)
 
   // Process streams, stream id >= 1.
   kExec = 16,      // host -> guest: start a process (ExecRequest)

@@ -148,6 +148,10 @@ Status Session::handle_frame(protocol::Frame&& frame) {
       shutdown_ = true;
       return {};
     }
+    if (frame.type == FrameType::kPing) {
+      channel_.send(FrameType::kPong, protocol::kSessionStream, {});
+      return {};
+    }
     return fail(std::string("protocol violation: unexpected ") + protocol::frame_type_name(frame.type) +
                 " frame on the session stream");
   }
@@ -196,7 +200,13 @@ Status Session::handle_stream_frame(Process& process, const protocol::Frame& fra
     case FrameType::kEof: {
       auto eof = protocol::decode_eof(frame.payload);
       if (!eof) return tl::unexpected(eof.error());
-      if (eof->kind == FrameType::kStdin) process.stdin_eof = true;
+      if (eof->kind == FrameType::kStdin) {
+        process.stdin_eof = true;
+      } else if (!process.tty) {
+        // The host's reader of this output is gone: close the pipe so the
+        // process gets SIGPIPE or EPIPE, as with a local `| head`.
+        close_output(process, eof->kind == FrameType::kStdout ? process.out : process.err);
+      }
       return {};
     }
     case FrameType::kCredit: {

@@ -75,4 +75,4 @@ make -C "$src" -j"$jobs" bzImage vmlinux 2>&1 | tee -a "$log" | {
 cp "$src/arch/x86/boot/bzImage" "$output/bzImage"
 cp "$src/vmlinux" "$output/vmlinux"
 cp "$src/.config" "$output/config"
-say "built $(basename "$output") in $((SECONDS - start)) s"
+say "built bzImage and vmlinux in $((SECONDS - start)) s"

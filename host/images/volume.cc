@@ -20,7 +20,14 @@ constexpr const char* kRootOwner = "root_owner=1000:1000";
 Status make_file_system(const std::string& path, std::uint64_t size_bytes) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return fail_errno("cannot create volume " + path);
-  if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) return fail_errno("cannot size volume " + path);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) {
+    if (errno == EFBIG) {
+      return fail("cannot create a " + sys::format_size(size_bytes) + " volume at " + path +
+                      ": the file is larger than the host file system allows; choose a smaller --disk",
+                  EFBIG);
+    }
+    return fail_errno("cannot size volume " + path);
+  }
   fd.reset();
 
   auto made = sys::run_process({"mkfs.ext4", "-q", "-F", "-m", "0", "-L", "workspace", "-E",

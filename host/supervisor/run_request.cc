@@ -1,5 +1,7 @@
 #include "host/supervisor/run_request.h"
 
+#include <algorithm>
+
 namespace zwrm::supervisor {
 
 namespace {
@@ -23,7 +25,52 @@ auto parse_message(const char* what, Parse parse) -> Result<decltype(parse())> {
   }
 }
 
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// Appends entries to env, replacing an existing entry of the same name in
+// place, so the result has each name once.
+void merge_environment(std::vector<std::string>& env, const std::vector<std::string>& entries) {
+  for (const std::string& entry : entries) {
+    const std::string name = entry.substr(0, entry.find('='));
+    auto existing = std::find_if(env.begin(), env.end(), [&](const std::string& current) {
+      return current.compare(0, name.size(), name) == 0 && current.size() > name.size() && current[name.size()] == '=';
+    });
+    if (existing != env.end()) {
+      *existing = entry;
+    } else {
+      env.push_back(entry);
+    }
+  }
+}
+
 }  // namespace
+
+protocol::ExecRequest make_exec_request(const RunRequest& request) {
+  protocol::ExecRequest exec;
+  exec.argv = request.argv;
+  const bool root = request.root;
+  exec.env = {std::string("PATH=") + kDefaultPath, root ? "HOME=/root" : "HOME=/home/agent",
+              root ? "USER=root" : "USER=agent", root ? "LOGNAME=root" : "LOGNAME=agent", "LANG=C.UTF-8"};
+  merge_environment(exec.env, request.env);
+  exec.cwd = "/workspace";
+  exec.uid = root ? 0 : 1000;
+  exec.gid = root ? 0 : 1000;
+  exec.tty = request.tty;
+  exec.rows = request.rows;
+  exec.cols = request.cols;
+  return exec;
+}
+
+Status check_request_size(const RunRequest& request) {
+  const std::size_t exec_size = protocol::encode(make_exec_request(request)).size();
+  const std::size_t request_size = json_payload(to_json(request)).size();
+  const std::size_t size = std::max(exec_size, request_size);
+  if (size > protocol::kMaxPayload) {
+    return fail("the command and its environment take " + std::to_string(size) + " bytes, more than the " +
+                std::to_string(protocol::kMaxPayload) + " bytes zwrm can pass to a guest command; shorten them");
+  }
+  return {};
+}
 
 json to_json(const RunRequest& request) {
   json value = {{"project", request.project},   {"template", request.template_name},
@@ -81,11 +128,14 @@ Result<RunEnded> run_ended_from_json(const json& value) {
   });
 }
 
-json to_json(const StopRequest& stop) { return {{"reason", stop.reason}, {"detail", stop.detail}}; }
+json to_json(const StopRequest& stop) {
+  return {{"reason", stop.reason}, {"detail", stop.detail}, {"signal", stop.signal}};
+}
 
 Result<StopRequest> stop_request_from_json(const json& value) {
   return parse_message("stop request", [&] {
-    return StopRequest{value.at("reason").get<std::string>(), value.at("detail").get<std::string>()};
+    return StopRequest{value.at("reason").get<std::string>(), value.at("detail").get<std::string>(),
+                       value.value("signal", 0)};
   });
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "protocol/message.h"
 
 namespace zwrm::supervisor {
 
@@ -57,7 +58,18 @@ struct RunEnded {
 struct StopRequest {
   std::string reason;  // stopped or interrupted
   std::string detail;
+  int signal = 0;      // the signal the client got, which sets the exit code (128 + signal); 0 for none
 };
+
+// Builds the guest exec request for the run's main process: the request's
+// argv as the agent user (or root) in /workspace, with the default
+// environment (PATH, HOME, USER, LOGNAME, LANG) overridden by the request's
+// entries, later entries winning over earlier ones for the same name.
+protocol::ExecRequest make_exec_request(const RunRequest& request);
+
+// Checks that the request fits the protocol: the exec request and the run
+// request must each fit in one frame (64 KiB).
+Status check_request_size(const RunRequest& request);
 
 nlohmann::json to_json(const RunRequest& request);
 Result<RunRequest> run_request_from_json(const nlohmann::json& json);

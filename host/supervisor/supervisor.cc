@@ -46,8 +46,16 @@ constexpr std::chrono::seconds kBootTimeoutKvm{30};
 // rest is margin before the VMM is killed.
 constexpr std::chrono::seconds kShutdownGrace{5};
 constexpr std::chrono::seconds kRequestTimeout{10};
-
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+// A guest that sends nothing for kPingAfter gets a ping; one that stays
+// silent for kUnresponsiveAfter is taken for dead. That catches a guest
+// kernel that halted (root can `poweroff -f`, which without ACPI stops the
+// CPUs but not QEMU) or hung. The init answers from its event loop, which
+// stays responsive even while the command's output is throttled.
+constexpr std::chrono::seconds kPingAfter{10};
+constexpr std::chrono::seconds kUnresponsiveAfter{30};
+// After the guest side of the control channel closes, QEMU is normally
+// exiting; give it this long before killing it.
+constexpr std::chrono::seconds kExitGrace{2};
 
 enum class Phase { kBooting, kSettingUp, kRunning, kStopping, kEnded };
 
@@ -112,6 +120,8 @@ class Supervisor {
   std::optional<Clock::time_point> run_deadline_;
   std::optional<Clock::time_point> kill_deadline_;
   std::optional<Clock::time_point> exec_started_at_;
+  Clock::time_point last_guest_frame_at_ = Clock::now();
+  bool ping_outstanding_ = false;
 };
 
 void Supervisor::record(const std::string& type, json data) {
@@ -250,18 +260,8 @@ Status Supervisor::start_vm() {
 }
 
 void Supervisor::send_exec() {
-  protocol::ExecRequest exec;
-  exec.argv = request_.argv;
+  const protocol::ExecRequest exec = make_exec_request(request_);
   const bool root = request_.root;
-  exec.env = {std::string("PATH=") + kDefaultPath, root ? "HOME=/root" : "HOME=/home/agent",
-              root ? "USER=root" : "USER=agent", root ? "LOGNAME=root" : "LOGNAME=agent", "LANG=C.UTF-8"};
-  exec.env.insert(exec.env.end(), request_.env.begin(), request_.env.end());
-  exec.cwd = "/workspace";
-  exec.uid = root ? 0 : 1000;
-  exec.gid = root ? 0 : 1000;
-  exec.tty = request_.tty;
-  exec.rows = request_.rows;
-  exec.cols = request_.cols;
   auto payload = protocol::encode(exec);
   if (payload.size() > protocol::kMaxPayload) {
     stop({kExitZwrmError, "failed", "the command line and environment exceed 64 KiB"});
@@ -277,6 +277,8 @@ void Supervisor::send_exec() {
 }
 
 void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
+  last_guest_frame_at_ = Clock::now();
+  ping_outstanding_ = false;
   if (frame.stream != protocol::kSessionStream) {
     if (frame.stream != kMainStream || phase_ < Phase::kRunning) {
       stop({kExitZwrmError, "protocol-error", "the guest sent a frame on unknown stream " + std::to_string(frame.stream)});
@@ -297,6 +299,8 @@ void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
   }
 
   switch (frame.type) {
+    case FrameType::kPong:
+      return;
     case FrameType::kHello: {
       auto hello = protocol::decode_hello(frame.payload);
       if (!hello || hello->protocol_version != protocol::kProtocolVersion || phase_ != Phase::kBooting) {
@@ -342,7 +346,9 @@ void Supervisor::handle_client_frame(protocol::Frame&& frame) {
     auto value = parse_json_payload(frame.payload);
     auto request = value ? stop_request_from_json(*value) : tl::unexpected(value.error());
     const bool interrupted = request && request->reason == "interrupted";
-    stop({interrupted ? kExitInterrupted : kExitStopped, interrupted ? "interrupted" : "stopped",
+    int exit_code = interrupted ? kExitInterrupted : kExitStopped;
+    if (request && request->signal >= 1 && request->signal <= 64) exit_code = 128 + request->signal;
+    stop({exit_code, interrupted ? "interrupted" : "stopped",
           request && !request->detail.empty() ? request->detail : "the client asked to stop the run"});
     return;
   }
@@ -384,7 +390,8 @@ void Supervisor::stop(Outcome outcome) {
     outcome_ = std::move(outcome);
   }
   if (phase_ == Phase::kStopping || phase_ == Phase::kEnded) return;
-  const bool guest_can_sync = phase_ == Phase::kRunning && outcome_->cause != "protocol-error";
+  const bool guest_can_sync =
+      phase_ == Phase::kRunning && outcome_->cause != "protocol-error" && outcome_->cause != "guest-crash";
   phase_ = Phase::kStopping;
   if (guest_can_sync) {
     guest_->send(FrameType::kShutdown, protocol::kSessionStream);
@@ -412,7 +419,7 @@ void Supervisor::handle_vmm_exit(int status) {
     stop({kExitZwrmError, "vmm-crash",
           "the VMM exited with status " + std::to_string(WEXITSTATUS(status)) + "; see " + log_dir_ + "/vmm.log"});
   } else {
-    stop({kExitZwrmError, "guest-crash", "the guest powered off before the command ended"});
+    stop({kExitZwrmError, "guest-poweroff", "the guest rebooted or powered off before the command ended"});
   }
 }
 
@@ -434,6 +441,16 @@ void Supervisor::handle_timers() {
     spdlog::warn("the guest did not power off within {} s; killing the VMM", kShutdownGrace.count());
     kill_vmm();
   }
+  if (phase_ == Phase::kRunning) {
+    if (now - last_guest_frame_at_ >= kUnresponsiveAfter) {
+      stop({kExitZwrmError, "guest-crash",
+            "the guest stopped responding for " + std::to_string(kUnresponsiveAfter.count()) +
+                " s (it halted or hung); see `zwrm logs " + run_id_ + "`"});
+    } else if (now - last_guest_frame_at_ >= kPingAfter && !ping_outstanding_) {
+      guest_->send(FrameType::kPing, protocol::kSessionStream);
+      ping_outstanding_ = true;
+    }
+  }
   if (boot_deadline_ && now >= *boot_deadline_) {
     boot_deadline_.reset();
     stop({kExitZwrmError, "boot-failed", "the guest did not boot in time; see `zwrm logs " + run_id_ + "`"});
@@ -448,7 +465,11 @@ void Supervisor::handle_timers() {
 
 int Supervisor::poll_timeout_ms() const {
   std::optional<Clock::time_point> next;
-  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_}) {
+  std::optional<Clock::time_point> heartbeat;
+  if (phase_ == Phase::kRunning) {
+    heartbeat = last_guest_frame_at_ + (ping_outstanding_ ? kUnresponsiveAfter : kPingAfter);
+  }
+  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_, heartbeat}) {
     if (deadline && (!next || *deadline < *next)) next = deadline;
   }
   if (!next) return -1;
@@ -479,9 +500,12 @@ void Supervisor::event_loop() {
         return {};
       });
       if (!open) stop({kExitZwrmError, "protocol-error", open.error().message});
-      if (!open || !*open) {
+      if (!open) {
         guest_open_ = false;
         kill_vmm();
+      } else if (!*open) {
+        guest_open_ = false;
+        if (!kill_deadline_) kill_deadline_ = Clock::now() + kExitGrace;
       }
     }
     if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) read_console();

@@ -83,11 +83,13 @@ Result<std::uint64_t> parse_size(std::string_view text) {
     scale = 1024.0 * 1024 * 1024;
   } else if (unit == "T") {
     scale = 1024.0 * 1024 * 1024 * 1024;
+  } else if (unit == "P") {
+    scale = 1024.0 * 1024 * 1024 * 1024 * 1024;
   } else {
     return invalid();
   }
   const double bytes = value * scale;
-  if (bytes >= 1024.0 * 1024 * 1024 * 1024 * 1024) return fail("size '" + original + "' is too large; the maximum is 1 PiB");
+  if (bytes > 1024.0 * 1024 * 1024 * 1024 * 1024) return fail("size '" + original + "' is too large; the maximum is 1 PiB");
   return static_cast<std::uint64_t>(std::llround(bytes));
 }
 

@@ -12,8 +12,8 @@ namespace zwrm::sys {
 
 // Parses "90", "90s", "5m", "1h30m", "2d", "500ms". A bare number is seconds.
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
-// Parses "512M", "10G", "1.5G", "1048576" (bytes), with K/M/G/T as binary
-// multiples (KiB, MiB, ...) and an optional "iB" or "B" suffix.
+// Parses "512M", "10G", "1.5G", "1048576" (bytes), with K/M/G/T/P as binary
+// multiples (KiB, MiB, ...) and an optional "iB" or "B" suffix. At most 1 PiB.
 Result<std::uint64_t> parse_size(std::string_view text);
 
 // Formats bytes as "10 GiB", "512 MiB", "1.5 GiB".

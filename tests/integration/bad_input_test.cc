@@ -109,7 +109,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"TimeoutZero", keep_run({"--timeout", "0"}), "invalid --timeout '0'"},
         BadInput{"TimeoutNotDuration", keep_run({"--timeout", "abc"}), "'abc'"},
         BadInput{"AccelUnknown", keep_run({"--accel", "fast"}), "invalid accelerator 'fast'"},
-        BadInput{"EnvWithoutValue", keep_run({"-e", "NOVALUE"}), "invalid environment entry 'NOVALUE'"}),
+        BadInput{"EnvWithoutValue", keep_run({"-e", "NOVALUE"}), "invalid environment entry 'NOVALUE'"},
+        BadInput{"MisspelledOption", keep_run({"--tmeout", "5s"}), "--tmeout"},
+        BadInput{"EmptyDisk", keep_run({"--disk", ""}), "invalid --disk ''"},
+        BadInput{"EmptyTimeout", keep_run({"--timeout", ""}), "invalid --timeout ''"},
+        BadInput{"OversizedEnvironment", keep_run({"-e", "BIG=" + std::string(70'000, 'x')}),
+                 "more than the 65536 bytes"},
+        BadInput{"AgentMisspelledOption", {"agent", "--projcet", "x", "minimal", kProject}, "--projcet"}),
     [](const auto& info) { return info.param.name; });
 
 TEST_F(ExistingProject, RejectedDiskSizeKeepsFiles) {

@@ -381,8 +381,7 @@ std::vector<std::string> TestHome::environment() const {
   return env;
 }
 
-pid_t TestHome::spawn(const std::vector<std::string>& args, int stdin_fd, int stdout_fd, int stderr_fd) const {
-  const std::vector<std::string> argv = with_binary(args);
+pid_t TestHome::spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, int stderr_fd) const {
   const std::vector<std::string> env = environment();
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -396,6 +395,14 @@ pid_t TestHome::spawn(const std::vector<std::string>& args, int stdin_fd, int st
 }
 
 Outcome TestHome::zwrm(const std::vector<std::string>& args, const InvokeOptions& options) {
+  return invoke(with_binary(args), options);
+}
+
+Outcome TestHome::shell(const std::string& script, const InvokeOptions& options) {
+  return invoke({"/bin/sh", "-c", script}, options);
+}
+
+Outcome TestHome::invoke(const std::vector<std::string>& argv, const InvokeOptions& options) {
   int in[2];
   int out[2];
   int err[2];
@@ -405,7 +412,7 @@ Outcome TestHome::zwrm(const std::vector<std::string>& args, const InvokeOptions
     return outcome;
   }
   const auto started = Clock::now();
-  const pid_t pid = spawn(args, in[0], out[1], err[1]);
+  const pid_t pid = spawn(argv, in[0], out[1], err[1]);
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
@@ -484,7 +491,7 @@ std::unique_ptr<Background> TestHome::start(const std::vector<std::string>& args
   } else {
     in[0] = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
-  const pid_t pid = spawn(args, in[0], out_fd, err_fd);
+  const pid_t pid = spawn(with_binary(args), in[0], out_fd, err_fd);
   ::close(in[0]);
   ::close(out_fd);
   ::close(err_fd);

@@ -180,6 +180,9 @@ class TestHome {
 
   // Runs zwrm with args and waits for it.
   Outcome zwrm(const std::vector<std::string>& args, const InvokeOptions& options = {});
+  // Runs a /bin/sh script (for pipelines around zwrm) in zwrm's environment
+  // and waits for it.
+  Outcome shell(const std::string& script, const InvokeOptions& options = {});
 
   // Starts zwrm with args in the background. With open_stdin, its stdin is a
   // pipe the test writes to. Otherwise its stdin is /dev/null.
@@ -212,7 +215,8 @@ class TestHome {
 
  private:
   std::vector<std::string> environment() const;
-  pid_t spawn(const std::vector<std::string>& args, int stdin_fd, int stdout_fd, int stderr_fd) const;
+  pid_t spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, int stderr_fd) const;
+  Outcome invoke(const std::vector<std::string>& argv, const InvokeOptions& options);
 
   std::string root_;
   std::string home_;

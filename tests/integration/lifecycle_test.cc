@@ -95,6 +95,48 @@ TEST(Lifecycle, GuestKernelPanicIsGuestCrash) {
   EXPECT_TRUE(home.run_directories().empty());
 }
 
+TEST(Lifecycle, GuestRebootIsReported) {
+  TestHome home;
+  const Outcome run = home.zwrm(run_args("reboot", {"sh", "-c", "reboot -f; sleep 100"}, {"--root"}), {.timeout = 60s});
+  EXPECT_EQ(run.exit_code, 125) << run;
+  EXPECT_NE(run.err.find("rebooted or powered off"), std::string::npos) << run;
+  EXPECT_EQ(only_run(home)["stop_cause"], "guest-poweroff");
+  EXPECT_TRUE(home.vmm_pids().empty());
+}
+
+TEST(Lifecycle, HaltedGuestIsDetected) {
+  TestHome home;
+  // Without ACPI a guest power-off halts the CPUs but leaves QEMU running;
+  // only the supervisor's heartbeat notices (30 s of silence).
+  const Outcome run = home.zwrm(run_args("halt", {"sh", "-c", "poweroff -f; sleep 1000"}, {"--root"}), {.timeout = 90s});
+  ASSERT_FALSE(run.timed_out) << run;
+  EXPECT_EQ(run.exit_code, 125) << run;
+  EXPECT_NE(run.err.find("stopped responding"), std::string::npos) << run;
+  EXPECT_EQ(only_run(home)["stop_cause"], "guest-crash");
+  EXPECT_TRUE(home.vmm_pids().empty());
+  EXPECT_TRUE(home.run_directories().empty());
+}
+
+TEST(Lifecycle, StopSurvivesSupervisorDeath) {
+  TestHome home;
+  auto client = home.start(run_args("stopdeath", {"sh", "-c", "trap '' TERM; echo ready; exec sleep 1000"}));
+  ASSERT_TRUE(client->wait_for_output("ready\n", 90s)) << client->err();
+  const nlohmann::json run = home.runs(/*all=*/false).at(0);
+  const std::int64_t events_before = home.event_count();
+  auto stop = home.start({"stop", run["id"].get<std::string>()});
+  // Kill the supervisor once it has recorded the stop request, while the
+  // stop waits for the guest to shut down.
+  ASSERT_TRUE(wait_until([&] { return home.event_count() > events_before; }, 20s));
+  const pid_t supervisor = run["supervisor_pid"].get<pid_t>();
+  ::kill(supervisor, SIGKILL);
+  const std::optional<Outcome> stopped = stop->wait(20s);
+  ASSERT_TRUE(stopped.has_value()) << "zwrm stop kept waiting for a dead supervisor";
+  EXPECT_EQ(stopped->exit_code, 0) << *stopped;
+  EXPECT_TRUE(wait_until([&] { return home.vmm_pids().empty(); }, kCleanupTimeout));
+  EXPECT_TRUE(home.run_directories().empty());
+  EXPECT_EQ(only_run(home)["stop_cause"], "supervisor-lost");
+}
+
 TEST(Lifecycle, KilledVmmIsVmmCrash) {
   TestHome home;
   auto client = home.start(waiting_run("vmmkill"));

@@ -41,6 +41,32 @@ TEST(Run, ForwardsStdin) {
   EXPECT_EQ(run.out, "2\n") << run;
 }
 
+TEST(Run, ClosedStdoutEndsCommandWithSigpipe) {
+  TestHome home;
+  // `yes` never ends on its own: only SIGPIPE from the closed pipe stops it,
+  // as in a local `yes | head -1`. The harness's stdout reader stays open,
+  // so the run closes its own stdout from inside a shell on the host.
+  const std::string script = "'" + zwrm_binary() + "' run --project sigpipe --memory 256M -- yes | head -1";
+  const Outcome run = home.shell(script, {.timeout = 60s});
+  ASSERT_FALSE(run.timed_out) << run;
+  EXPECT_EQ(run.out, "y\n") << run;
+}
+
+TEST(Run, EnvironmentOverridesDefaults) {
+  TestHome home;
+  const Outcome run = home.zwrm(run_args("envover", {"/bin/sh", "-c", "echo $HOME; env | grep -c '^PATH='; echo $PATH"},
+                                         {"-e", "HOME=/elsewhere", "-e", "PATH=/nowhere"}));
+  EXPECT_EQ(run.exit_code, 0) << run;
+  EXPECT_EQ(run.out, "/elsewhere\n1\n/nowhere\n") << run;
+}
+
+TEST(Run, SeparatorInsideCommandIsKept) {
+  TestHome home;
+  const Outcome run = home.zwrm({"run", "--project", "sep", "--memory", kSmallMemory, "echo", "a", "--", "b"});
+  EXPECT_EQ(run.exit_code, 0) << run;
+  EXPECT_EQ(run.out, "a -- b\n") << run;
+}
+
 TEST(Run, PassesEnvironmentVariables) {
   TestHome home;
   const Outcome run = home.zwrm(
