@@ -31,7 +31,10 @@ struct Run {
   std::int64_t created_at_ms = 0;
   std::optional<std::int64_t> ended_at_ms;
   std::optional<std::int64_t> exit_code;
-  std::string stop_cause;   // exit, deadline, stopped, interrupted, guest-crash, vmm-crash, protocol-error, boot-failed, supervisor-lost
+  // exit, deadline, stopped, interrupted, guest-crash, guest-poweroff,
+  // vmm-crash, protocol-error, boot-failed, client-lost, failed,
+  // supervisor-lost
+  std::string stop_cause;
   std::string stop_detail;  // one sentence for people
   std::string log_dir;
 };
