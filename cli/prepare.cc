@@ -17,7 +17,7 @@
 #include "host/vmm/accel.h"
 #include "state/audit.h"
 #include "state/names.h"
-#include "state/projects.h"
+#include "state/agents.h"
 
 namespace zwrm::cli {
 
@@ -71,10 +71,15 @@ Status record_project(const sys::Paths& paths, const std::string& project, const
                       const images::Volume& volume) {
   auto db = state::Database::open(paths.database);
   if (!db) return tl::unexpected(db.error());
-  auto inserted = state::insert_project(**db, {project, template_name, volume.path, volume.size_bytes, 0});
+  state::Agent agent;
+  agent.name = project;
+  agent.template_name = template_name;
+  agent.volume_path = volume.path;
+  agent.volume_bytes = volume.size_bytes;
+  auto inserted = state::insert_agent(**db, agent);
   if (!inserted) return tl::unexpected(inserted.error());
   if (*inserted) {
-    auto appended = state::append_event(**db, {project, "", state::EventSource::kHost, "project.create",
+    auto appended = state::append_event(**db, {project, "", state::EventSource::kHost, "agent.create",
                                                {{"template", template_name},
                                                 {"volume", volume.path},
                                                 {"volume_bytes", volume.size_bytes},

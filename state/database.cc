@@ -54,6 +54,40 @@ CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
   BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;
 )sql",
+    // Projects become agents: the same volume with persistent settings, an
+    // environment and secrets (encrypted; the key is kept outside the
+    // database).
+    R"sql(
+CREATE TABLE agents (
+  name TEXT PRIMARY KEY,
+  template TEXT NOT NULL,
+  volume_path TEXT NOT NULL,
+  volume_bytes INTEGER NOT NULL,
+  cpus INTEGER NOT NULL DEFAULT 1,
+  memory_mib INTEGER NOT NULL DEFAULT 512,
+  timeout_ms INTEGER,
+  idle_timeout_ms INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+INSERT INTO agents (name, template, volume_path, volume_bytes, created_at, updated_at)
+  SELECT name, template, volume_path, volume_bytes, created_at, created_at FROM projects;
+DROP TABLE projects;
+CREATE TABLE agent_env (
+  agent TEXT NOT NULL REFERENCES agents (name) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (agent, key)
+);
+CREATE TABLE secrets (
+  agent TEXT NOT NULL REFERENCES agents (name) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  nonce BLOB NOT NULL,
+  ciphertext BLOB NOT NULL,
+  set_at INTEGER NOT NULL,
+  PRIMARY KEY (agent, name)
+);
+)sql",
 };
 
 }  // namespace
@@ -106,10 +140,15 @@ std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_ro
 
 Status Database::migrate() {
   return transaction(*this, [&]() -> Status {
-    auto version_query = prepare("PRAGMA user_version");
-    if (!version_query) return tl::unexpected(version_query.error());
-    if (auto row = version_query->step(); !row) return tl::unexpected(row.error());
-    const std::int64_t version = version_query->integer(0);
+    std::int64_t version = 0;
+    {
+      // Finalized before the migrations run: an open statement would make
+      // DROP TABLE fail with "database table is locked".
+      auto version_query = prepare("PRAGMA user_version");
+      if (!version_query) return tl::unexpected(version_query.error());
+      if (auto row = version_query->step(); !row) return tl::unexpected(row.error());
+      version = version_query->integer(0);
+    }
     constexpr std::int64_t kLatest = static_cast<std::int64_t>(std::size(kMigrations));
     if (version > kLatest) {
       return fail("database " + path_ + " has schema version " + std::to_string(version) +

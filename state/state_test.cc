@@ -5,7 +5,7 @@
 #include "state/audit.h"
 #include "state/database.h"
 #include "state/names.h"
-#include "state/projects.h"
+#include "state/agents.h"
 #include "state/runs.h"
 
 namespace zwrm::state {
@@ -58,25 +58,104 @@ TEST_F(StateTest, EventsAreAppendOnly) {
   EXPECT_EQ(events->front().data["cpus"], 1);
 }
 
+state::Agent sample_agent(const std::string& name) {
+  state::Agent agent;
+  agent.name = name;
+  agent.template_name = "minimal";
+  agent.volume_path = "/v/" + name + ".ext4";
+  agent.volume_bytes = 1ull << 30;
+  return agent;
+}
+
 TEST_F(StateTest, ReopenKeepsSchemaAndRows) {
-  ASSERT_TRUE(insert_project(*db_, {"p1", "minimal", "/v/p1.ext4", 1 << 30, 0}));
+  ASSERT_TRUE(insert_agent(*db_, sample_agent("p1")));
   db_.reset();
   auto reopened = Database::open(dir_ + "/zwrm.db");
   ASSERT_TRUE(reopened);
-  auto project = find_project(**reopened, "p1");
-  ASSERT_TRUE(project);
-  ASSERT_TRUE(project->has_value());
-  EXPECT_EQ((*project)->volume_bytes, 1u << 30);
+  auto agent = find_agent(**reopened, "p1");
+  ASSERT_TRUE(agent);
+  ASSERT_TRUE(agent->has_value());
+  EXPECT_EQ((*agent)->volume_bytes, 1ull << 30);
 }
 
-TEST_F(StateTest, InsertProjectTwiceKeepsFirst) {
-  auto first = insert_project(*db_, {"p1", "minimal", "/v/p1.ext4", 1, 0});
-  auto second = insert_project(*db_, {"p1", "debian", "/v/p1.ext4", 2, 0});
-  ASSERT_TRUE(first);
-  ASSERT_TRUE(second);
-  EXPECT_TRUE(*first);
-  EXPECT_FALSE(*second);
-  EXPECT_EQ((*find_project(*db_, "p1"))->template_name, "minimal");
+TEST_F(StateTest, InsertAgentTwiceKeepsFirst) {
+  state::Agent second = sample_agent("p1");
+  second.template_name = "debian";
+  auto inserted_first = insert_agent(*db_, sample_agent("p1"));
+  auto inserted_second = insert_agent(*db_, second);
+  ASSERT_TRUE(inserted_first);
+  ASSERT_TRUE(inserted_second);
+  EXPECT_TRUE(*inserted_first);
+  EXPECT_FALSE(*inserted_second);
+  EXPECT_EQ((*find_agent(*db_, "p1"))->template_name, "minimal");
+}
+
+TEST_F(StateTest, UpdateAgentChangesSettings) {
+  ASSERT_TRUE(insert_agent(*db_, sample_agent("p1")));
+  state::Agent changed = sample_agent("p1");
+  changed.cpus = 2;
+  changed.memory_mib = 2048;
+  changed.timeout_ms = 60'000;
+  ASSERT_TRUE(update_agent(*db_, changed));
+  auto agent = *find_agent(*db_, "p1");
+  EXPECT_EQ(agent->cpus, 2u);
+  EXPECT_EQ(agent->memory_mib, 2048u);
+  EXPECT_EQ(agent->timeout_ms, 60'000);
+  EXPECT_FALSE(agent->idle_timeout_ms.has_value());
+  EXPECT_FALSE(update_agent(*db_, sample_agent("nobody")));
+}
+
+TEST_F(StateTest, AgentEnvironmentSetUnsetAndCascade) {
+  ASSERT_TRUE(insert_agent(*db_, sample_agent("p1")));
+  ASSERT_TRUE(set_agent_env(*db_, "p1", "B", "2"));
+  ASSERT_TRUE(set_agent_env(*db_, "p1", "A", "1"));
+  ASSERT_TRUE(set_agent_env(*db_, "p1", "A", "one"));
+  auto env = agent_env(*db_, "p1");
+  ASSERT_TRUE(env);
+  ASSERT_EQ(env->size(), 2u);
+  EXPECT_EQ((*env)[0], (std::pair<std::string, std::string>{"A", "one"}));
+  auto removed = unset_agent_env(*db_, "p1", "B");
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(*removed);
+  auto missing = unset_agent_env(*db_, "p1", "B");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(*missing);
+  auto deleted = delete_agent(*db_, "p1");
+  ASSERT_TRUE(deleted);
+  EXPECT_TRUE(*deleted);
+  EXPECT_TRUE(agent_env(*db_, "p1")->empty());
+}
+
+TEST_F(StateTest, MigrationKeepsProjectsAsAgents) {
+  // A database at schema version 1 with a project, as zwrm 0.1 wrote it.
+  db_.reset();
+  const std::string path = dir_ + "/old.db";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw,
+                         "CREATE TABLE projects (name TEXT PRIMARY KEY, template TEXT NOT NULL, volume_path TEXT NOT "
+                         "NULL, volume_bytes INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+                         "CREATE TABLE runs (id TEXT PRIMARY KEY, project TEXT NOT NULL, template TEXT NOT NULL, command "
+                         "TEXT NOT NULL, state TEXT NOT NULL, accel TEXT NOT NULL DEFAULT '', cpus INTEGER NOT NULL, "
+                         "memory_mib INTEGER NOT NULL, timeout_ms INTEGER, supervisor_pid INTEGER NOT NULL, "
+                         "supervisor_start_ticks INTEGER NOT NULL, vmm_pid INTEGER, created_at INTEGER NOT NULL, "
+                         "ended_at INTEGER, exit_code INTEGER, stop_cause TEXT, stop_detail TEXT, log_dir TEXT NOT NULL);"
+                         "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, project "
+                         "TEXT NOT NULL DEFAULT '', run TEXT NOT NULL DEFAULT '', source TEXT NOT NULL, type TEXT NOT "
+                         "NULL, data TEXT NOT NULL);"
+                         "INSERT INTO projects VALUES ('old', 'debian', '/v/old.ext4', 4096, 7);"
+                         "PRAGMA user_version = 1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  auto migrated = Database::open(path);
+  ASSERT_TRUE(migrated) << migrated.error().message;
+  auto agent = find_agent(**migrated, "old");
+  ASSERT_TRUE(agent);
+  ASSERT_TRUE(agent->has_value());
+  EXPECT_EQ((*agent)->template_name, "debian");
+  EXPECT_EQ((*agent)->volume_bytes, 4096u);
+  EXPECT_EQ((*agent)->created_at_ms, 7);
 }
 
 TEST_F(StateTest, RunLifecycleAndPrefixLookup) {
