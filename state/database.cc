@@ -184,6 +184,11 @@ Statement& Statement::bind_null(int index) {
   return *this;
 }
 
+Statement& Statement::bind_blob(int index, std::string_view bytes) {
+  sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+
 Result<bool> Statement::step() {
   const int code = sqlite3_step(statement_);
   if (code == SQLITE_ROW) return true;
@@ -202,6 +207,13 @@ Status Statement::run() {
 std::string Statement::text(int column) const {
   const unsigned char* value = sqlite3_column_text(statement_, column);
   return value != nullptr ? std::string(reinterpret_cast<const char*>(value),
+                                        static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)))
+                          : std::string();
+}
+
+std::string Statement::blob(int column) const {
+  const void* value = sqlite3_column_blob(statement_, column);
+  return value != nullptr ? std::string(static_cast<const char*>(value),
                                         static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)))
                           : std::string();
 }

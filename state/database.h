@@ -57,6 +57,8 @@ class Statement {
   Statement& bind(int index, std::int64_t value);
   Statement& bind(int index, std::optional<std::int64_t> value);
   Statement& bind_null(int index);
+  // Binds bytes as a BLOB (bind with a string_view binds TEXT).
+  Statement& bind_blob(int index, std::string_view bytes);
 
   // Returns true when a row is available, false when done.
   Result<bool> step();
@@ -64,6 +66,7 @@ class Statement {
   Status run();
 
   std::string text(int column) const;
+  std::string blob(int column) const;
   std::int64_t integer(int column) const;
   std::optional<std::int64_t> optional_integer(int column) const;
   bool is_null(int column) const;
