@@ -19,6 +19,7 @@ struct Context {
 };
 
 void add_run_commands(CLI::App& app, Context& context);     // run, agent
+void add_secret_commands(CLI::App& app, Context& context);  // secret set, ls, rm
 void add_status_commands(CLI::App& app, Context& context);  // ps, stop, logs
 void add_image_commands(CLI::App& app, Context& context);   // kernel, template
 

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   zwrm::cli::Context context;
   zwrm::cli::add_run_commands(app, context);
+  zwrm::cli::add_secret_commands(app, context);
   zwrm::cli::add_status_commands(app, context);
   zwrm::cli::add_image_commands(app, context);
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
