@@ -220,7 +220,9 @@ class SecretCli : public ::testing::Test {
                           kAgent + "', 'minimal', '/nonexistent', 0, 0, 0)");
   }
 
-  std::string key_path() const { return home_.scratch() + "/keys/secret.key"; }
+  // The test's own key: in the test directory, outside ZWRM_HOME and never
+  // the host's key.
+  std::string key_path() const { return fs::path(home_.scratch()).parent_path() / "keys" / "secret.key"; }
   std::string database() const { return home_.home() + "/zwrm.db"; }
 
   Outcome set_from_stdin(const std::string& name, const std::string& input) {
