@@ -1,6 +1,5 @@
 #include "host/images/template.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -10,156 +9,37 @@
 #include <toml++/toml.h>
 
 #include "common/printable.h"
+#include "host/images/template_syntax.h"
+#include "host/images/template_toml.h"
 #include "host/sys/files.h"
 
 namespace zwrm::images {
 
 namespace {
 
-constexpr std::array<std::string_view, 7> kKnownKeys = {"name", "description", "base", "suite",
-                                                        "packages", "command", "env"};
+constexpr std::array<std::string_view, 11> kKnownKeys = {"name",    "description", "base", "suite",    "packages", "npm",
+                                                         "run",     "command",     "env",  "defaults", "policy"};
+constexpr std::string_view kKnownKeyList =
+    "name, description, base, suite, packages, npm, run, command, [env], [defaults] and [policy]";
 constexpr std::string_view kDefaultSuite = "bookworm";
 constexpr std::size_t kMaxTemplateNameLength = 32;
-
-tl::unexpected<Error> fail_at(const std::string& source_path, std::uint32_t line, const std::string& message) {
-  return fail(source_path + ":" + std::to_string(line) + ": " + message);
-}
-
-std::string join(const std::vector<std::string>& items, std::string_view separator) {
-  std::string text;
-  for (const std::string& item : items) {
-    if (!text.empty()) text += separator;
-    text += item;
-  }
-  return text;
-}
+// Subcommands of `zwrm agent`, whose first argument is otherwise a template.
+constexpr std::array<std::string_view, 5> kReservedNames = {"create", "ls", "show", "set", "rm"};
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
-bool is_letter_or_underscore(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-
-// A Debian package name: at least two characters, lowercase letters,
-// digits, '+', '-' and '.', starting with a letter or digit.
-bool is_debian_package_name(std::string_view name) {
-  if (name.size() < 2 || !is_lower_alnum(name.front())) return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](char c) { return is_lower_alnum(c) || c == '+' || c == '-' || c == '.'; });
-}
-
-// A suite or codename as it appears in a Debian archive's dists/ directory.
-bool is_debian_suite_name(std::string_view suite) {
-  if (suite.empty() || suite.size() > 64 || !is_lower_alnum(suite.front())) return false;
-  return std::all_of(suite.begin(), suite.end(), [](char c) { return is_lower_alnum(c) || c == '-'; });
-}
-
-bool is_shell_variable_name(std::string_view name) {
-  if (name.empty() || !is_letter_or_underscore(name.front())) return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](char c) { return is_letter_or_underscore(c) || (c >= '0' && c <= '9'); });
-}
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> previous(b.size() + 1);
-  std::vector<std::size_t> current(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) previous[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    current[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      current[j] = std::min({previous[j] + 1, current[j - 1] + 1, substitution});
-    }
-    std::swap(previous, current);
-  }
-  return previous[b.size()];
-}
-
-std::string describe_unknown_key(std::string_view key) {
-  std::string message = "unknown key '" + printable(key) + "'; ";
-  for (std::string_view known : kKnownKeys) {
-    if (edit_distance(key, known) <= 2) return message + "did you mean '" + std::string(known) + "'?";
-  }
-  return message + "remove it, because the only keys are name, description, base, suite, packages, command and [env]";
-}
-
-std::string_view type_name(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a floating-point number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    case toml::node_type::none: break;
-  }
-  return "nothing";
-}
-
-struct Entry {
-  std::string_view key;
-  std::uint32_t line;
-  const toml::node* value;
-};
-
-// Returns a table's entries in the order of the file, so that the first
-// error reported is the first one a reader meets.
-std::vector<Entry> entries_in_file_order(const toml::table& table) {
-  std::vector<Entry> entries;
-  for (const auto& [key, value] : table) entries.push_back({key.str(), key.source().begin.line, &value});
-  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.line < b.line; });
-  return entries;
-}
-
-// Reads one string value. A NUL byte cannot travel in argv or the
-// environment, so it is rejected here rather than truncated later.
-Result<std::string> read_string(const Entry& entry, const std::string& source_path) {
-  const std::optional<std::string> value = entry.value->value<std::string>();
-  if (!entry.value->is_string() || !value) {
-    return fail_at(source_path, entry.value->source().begin.line,
-                   "'" + printable(entry.key) + "' must be a string, not " +
-                       std::string(type_name(entry.value->type())) + "; put the value in double quotes");
-  }
-  if (value->find('\0') != std::string::npos) {
-    return fail_at(source_path, entry.line,
-                   "'" + printable(entry.key) + "' contains a NUL character; remove it");
-  }
-  return *value;
-}
-
-// Reads an array of strings and, when element_lines is given, the line of
-// each element for later messages.
-Result<std::vector<std::string>> read_string_array(const Entry& entry, const std::string& source_path,
-                                                   std::string_view example,
-                                                   std::vector<std::uint32_t>* element_lines = nullptr) {
-  const std::string expected = "'" + printable(entry.key) + "' must be an array of strings such as " +
-                               std::string(example);
-  const toml::array* array = entry.value->as_array();
-  if (array == nullptr) {
-    return fail_at(source_path, entry.value->source().begin.line,
-                   expected + ", not " + std::string(type_name(entry.value->type())));
-  }
-  std::vector<std::string> items;
-  for (const toml::node& element : *array) {
-    const Entry item{entry.key, element.source().begin.line, &element};
-    if (!element.is_string()) {
-      return fail_at(source_path, item.line,
-                     expected + ", but one element is " + std::string(type_name(element.type())));
-    }
-    Result<std::string> value = read_string(item, source_path);
-    if (!value) return tl::unexpected(value.error());
-    items.push_back(std::move(*value));
-    if (element_lines != nullptr) element_lines->push_back(item.line);
-  }
-  return items;
-}
-
 Status check_name(const std::string& name, std::uint32_t line, const std::string& source_path) {
-  if (is_valid_template_name(name)) return {};
-  return fail_at(source_path, line,
-                 "invalid template name '" + printable(name) +
-                     "'; use 1 to 32 lowercase letters, digits and '-', starting with a letter or digit");
+  if (!is_valid_template_name(name)) {
+    return fail_at(source_path, line,
+                   "invalid template name '" + printable(name) +
+                       "'; use 1 to 32 lowercase letters, digits and '-', starting with a letter or digit");
+  }
+  if (is_reserved_template_name(name)) {
+    return fail_at(source_path, line,
+                   "template name '" + name + "' is reserved for the command `zwrm agent " + name +
+                       "`; choose another name");
+  }
+  return {};
 }
 
 Status check_packages(const std::vector<std::string>& packages, const std::vector<std::uint32_t>& lines,
@@ -180,69 +60,111 @@ Status check_packages(const std::vector<std::string>& packages, const std::vecto
   return {};
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> read_env(const Entry& entry,
-                                                                   const std::string& source_path) {
-  const toml::table* table = entry.value->as_table();
-  if (table == nullptr) {
-    return fail_at(source_path, entry.line,
-                   "'env' must be a table of strings such as [env] followed by LANG = \"C.UTF-8\", not " +
-                       std::string(type_name(entry.value->type())));
-  }
-  std::vector<std::pair<std::string, std::string>> env;
-  for (const Entry& variable : entries_in_file_order(*table)) {
-    if (!is_shell_variable_name(variable.key)) {
-      return fail_at(source_path, variable.line,
-                     "invalid environment variable name '" + printable(variable.key) +
-                         "' in [env]; use letters, digits and '_', not starting with a digit");
+// Checks the npm specs and that no package is listed twice, whatever its
+// version.
+Status check_npm(const std::vector<std::string>& specs, const std::vector<std::uint32_t>& lines,
+                 const std::string& source_path) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    if (std::string reason = check_npm_spec(specs[i]); !reason.empty()) {
+      return fail_at(source_path, lines[i], "invalid npm package '" + printable(specs[i]) + "': " + reason);
     }
-    Result<std::string> value = read_string(variable, source_path);
-    if (!value) return tl::unexpected(value.error());
-    env.emplace_back(std::string(variable.key), std::move(*value));
+    const std::string name = npm_package_name(specs[i]);
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      return fail_at(source_path, lines[i], "npm package '" + name + "' is listed twice; remove one");
+    }
+    names.push_back(name);
   }
-  return env;
+  return {};
+}
+
+Status check_run(const std::vector<std::string>& commands, const std::vector<std::uint32_t>& lines,
+                 const std::string& source_path) {
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    if (commands[i].find_first_not_of(" \t\r\n") == std::string::npos) {
+      return fail_at(source_path, lines[i],
+                     "command " + std::to_string(i + 1) + " in 'run' is empty; remove it or give a shell command");
+    }
+  }
+  return {};
 }
 
 // Lines of the keys that need checks across fields, 0 when absent.
 struct KeyLines {
-  std::uint32_t name = 0, base = 0, suite = 0, packages = 0, command = 0;
-  std::vector<std::uint32_t> package_elements;
+  std::uint32_t name = 0, base = 0, suite = 0, packages = 0, npm = 0, run = 0, command = 0;
+  std::vector<std::uint32_t> package_elements, npm_elements, run_elements;
 };
+
+Status read_string_entry(const Entry& entry, const std::string& source_path, TemplateDefinition& definition,
+                         KeyLines& lines) {
+  Result<std::string> text = read_string(entry, source_path);
+  if (!text) return tl::unexpected(text.error());
+  if (entry.key == "name") {
+    definition.name = std::move(*text);
+    lines.name = entry.line;
+  } else if (entry.key == "description") {
+    definition.description = std::move(*text);
+  } else if (entry.key == "base") {
+    definition.base = std::move(*text);
+    lines.base = entry.line;
+  } else {
+    definition.suite = std::move(*text);
+    lines.suite = entry.line;
+  }
+  return {};
+}
+
+// Reads one of the top-level arrays. Any other key is unknown, because
+// read_entry handles the strings and tables first.
+Status read_array_entry(const Entry& entry, const std::string& source_path, TemplateDefinition& definition,
+                        KeyLines& lines) {
+  struct ArrayKey {
+    std::string_view key;
+    std::string_view example;
+    std::vector<std::string> TemplateDefinition::*field;
+    std::uint32_t KeyLines::*line;
+    std::vector<std::uint32_t> KeyLines::*element_lines;  // nullptr when not needed
+  };
+  static constexpr std::array<ArrayKey, 4> kArrays = {{
+      {"packages", "[\"git\", \"curl\"]", &TemplateDefinition::packages, &KeyLines::packages,
+       &KeyLines::package_elements},
+      {"npm", "[\"@openai/codex\", \"is-number@7.0.0\"]", &TemplateDefinition::npm, &KeyLines::npm,
+       &KeyLines::npm_elements},
+      {"run", "[\"ln -s /usr/bin/python3 /usr/local/bin/python\"]", &TemplateDefinition::run, &KeyLines::run,
+       &KeyLines::run_elements},
+      {"command", "[\"/bin/sh\", \"-l\"]", &TemplateDefinition::command, &KeyLines::command, nullptr},
+  }};
+  for (const ArrayKey& array : kArrays) {
+    if (entry.key != array.key) continue;
+    std::vector<std::uint32_t>* element_lines = array.element_lines ? &(lines.*array.element_lines) : nullptr;
+    Result<std::vector<std::string>> list = read_string_array(entry, source_path, array.example, element_lines);
+    if (!list) return tl::unexpected(list.error());
+    definition.*array.field = std::move(*list);
+    lines.*array.line = entry.line;
+    return {};
+  }
+  return fail_at(source_path, entry.line, describe_unknown_key(entry.key, kKnownKeys, "", kKnownKeyList));
+}
 
 Status read_entry(const Entry& entry, const std::string& source_path, TemplateDefinition& definition,
                   KeyLines& lines) {
-  Result<std::string> text;
-  Result<std::vector<std::string>> list;
   if (entry.key == "name" || entry.key == "description" || entry.key == "base" || entry.key == "suite") {
-    text = read_string(entry, source_path);
-    if (!text) return tl::unexpected(text.error());
+    return read_string_entry(entry, source_path, definition, lines);
   }
-  if (entry.key == "name") {
-    definition.name = *text;
-    lines.name = entry.line;
-  } else if (entry.key == "description") {
-    definition.description = *text;
-  } else if (entry.key == "base") {
-    definition.base = *text;
-    lines.base = entry.line;
-  } else if (entry.key == "suite") {
-    definition.suite = *text;
-    lines.suite = entry.line;
-  } else if (entry.key == "packages") {
-    list = read_string_array(entry, source_path, "[\"git\", \"curl\"]", &lines.package_elements);
-    if (!list) return tl::unexpected(list.error());
-    definition.packages = std::move(*list);
-    lines.packages = entry.line;
-  } else if (entry.key == "command") {
-    list = read_string_array(entry, source_path, "[\"/bin/sh\", \"-l\"]");
-    if (!list) return tl::unexpected(list.error());
-    definition.command = std::move(*list);
-    lines.command = entry.line;
-  } else if (entry.key == "env") {
+  if (entry.key == "env") {
     auto env = read_env(entry, source_path);
     if (!env) return tl::unexpected(env.error());
     definition.env = std::move(*env);
+  } else if (entry.key == "defaults") {
+    auto defaults = read_defaults(entry, source_path);
+    if (!defaults) return tl::unexpected(defaults.error());
+    definition.defaults = *defaults;
+  } else if (entry.key == "policy") {
+    auto allow = read_policy(entry, source_path);
+    if (!allow) return tl::unexpected(allow.error());
+    definition.policy_allow = std::move(*allow);
   } else {
-    return fail_at(source_path, entry.line, describe_unknown_key(entry.key));
+    return read_array_entry(entry, source_path, definition, lines);
   }
   return {};
 }
@@ -275,9 +197,10 @@ Status check_base(TemplateDefinition& definition, const KeyLines& lines, const s
       return fail_at(source_path, lines.suite,
                      "'suite' applies only to base \"debian\"; remove it or set base = \"debian\"");
     }
-    if (lines.packages != 0) {
-      return fail_at(source_path, lines.packages,
-                     "'packages' applies only to base \"debian\"; remove it or set base = \"debian\"");
+    for (auto [key, line] : {std::pair{"packages", lines.packages}, {"npm", lines.npm}, {"run", lines.run}}) {
+      if (line == 0) continue;
+      return fail_at(source_path, line,
+                     "'" + std::string(key) + "' applies only to base \"debian\"; remove it or set base = \"debian\"");
     }
     return {};
   }
@@ -290,7 +213,11 @@ Status check_base(TemplateDefinition& definition, const KeyLines& lines, const s
     return fail_at(source_path, lines.suite,
                    "invalid Debian suite '" + printable(definition.suite) + "'; use a suite name such as \"bookworm\"");
   }
-  return check_packages(definition.packages, lines.package_elements, source_path);
+  if (Status packages = check_packages(definition.packages, lines.package_elements, source_path); !packages) {
+    return packages;
+  }
+  if (Status npm = check_npm(definition.npm, lines.npm_elements, source_path); !npm) return npm;
+  return check_run(definition.run, lines.run_elements, source_path);
 }
 
 }  // namespace
@@ -298,6 +225,10 @@ Status check_base(TemplateDefinition& definition, const KeyLines& lines, const s
 bool is_valid_template_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxTemplateNameLength || !is_lower_alnum(name.front())) return false;
   return std::all_of(name.begin(), name.end(), [](char c) { return is_lower_alnum(c) || c == '-'; });
+}
+
+bool is_reserved_template_name(std::string_view name) {
+  return std::find(kReservedNames.begin(), kReservedNames.end(), name) != kReservedNames.end();
 }
 
 Result<TemplateDefinition> parse_template_text(std::string_view text, const std::string& source_path) {
@@ -344,51 +275,6 @@ Result<TemplateDefinition> load_template_file(const std::string& path) {
   Result<std::string> text = sys::read_file(path);
   if (!text) return tl::unexpected(with_context(text.error(), "cannot read template definition"));
   return parse_template_text(*text, path);
-}
-
-std::vector<std::string> list_templates(const sys::Paths& paths) {
-  std::vector<std::string> names;
-  const std::string directory = paths.data + "/templates";
-  DIR* stream = ::opendir(directory.c_str());
-  if (stream == nullptr) return names;
-  while (const dirent* entry = ::readdir(stream)) {
-    const std::string_view file(entry->d_name);
-    constexpr std::string_view kSuffix = ".toml";
-    if (file.size() <= kSuffix.size() || !file.ends_with(kSuffix)) continue;
-    const std::string_view name = file.substr(0, file.size() - kSuffix.size());
-    if (is_valid_template_name(name)) names.emplace_back(name);
-  }
-  ::closedir(stream);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-Result<TemplateDefinition> find_template(const sys::Paths& paths, std::string_view name) {
-  const std::string requested(name);
-  if (!is_valid_template_name(name)) {
-    return fail("invalid template name '" + printable(requested) +
-                "'; a template name is 1 to 32 lowercase letters, digits and '-'");
-  }
-
-  const std::string directory = paths.data + "/templates";
-  const std::string path = directory + "/" + requested + ".toml";
-  if (!sys::path_exists(path)) {
-    const std::vector<std::string> available = list_templates(paths);
-    if (available.empty()) {
-      return fail("unknown template '" + requested + "': no templates found in " + directory +
-                      "; set ZWRM_DATA_DIR to zwrm's share/zwrm directory",
-                  ENOENT);
-    }
-    return fail("unknown template '" + requested + "'; use one of: " + join(available, ", "), ENOENT);
-  }
-
-  Result<TemplateDefinition> definition = load_template_file(path);
-  if (!definition) return definition;
-  if (definition->name != requested) {
-    return fail(path + ": defines template '" + definition->name + "', not '" + requested +
-                "'; make its name match the file name");
-  }
-  return definition;
 }
 
 }  // namespace zwrm::images

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+
 #include "host/sys/files.h"
 
 namespace zwrm::images {
@@ -73,12 +76,14 @@ TEST(TemplateParse, UnknownKeySuggestsNearest) {
 TEST(TemplateParse, UnknownKeyListsKnownKeys) {
   const std::string message = parse_error("name = \"x\"\nbase = \"debian\"\ncommand = [\"/bin/sh\"]\nvolumes = 3\n");
   EXPECT_EQ(message.rfind("templates/x.toml:4: unknown key 'volumes'; remove it", 0), 0u) << message;
-  EXPECT_NE(message.find("name, description, base, suite, packages, command and [env]"), std::string::npos);
+  EXPECT_NE(message.find("name, description, base, suite, packages, npm, run, command, [env], [defaults] and [policy]"),
+            std::string::npos)
+      << message;
 }
 
 TEST(TemplateParse, UnknownTableIsUnknownKey) {
   const std::string message =
-      parse_error("name = \"x\"\nbase = \"debian\"\ncommand = [\"/bin/sh\"]\n[limits]\nmemory = 1\n");
+      parse_error("name = \"x\"\nbase = \"debian\"\ncommand = [\"/bin/sh\"]\n[limits]\nmemory = \"1G\"\n");
   EXPECT_EQ(message.rfind("templates/x.toml:4: unknown key 'limits'", 0), 0u) << message;
 }
 
@@ -200,19 +205,310 @@ TEST(TemplateParse, ErrorsAreOneLine) {
   }
 }
 
+constexpr std::string_view kAgentTemplate = R"(name = "agent-1"
+base = "debian"
+packages = ["git"]
+npm = ["@openai/codex", "is-number@7.0.0"]
+run = [
+  "ln -s /usr/bin/python3 /usr/local/bin/python",
+  """
+  echo one
+  echo two
+  """,
+]
+command = ["codex"]
+
+[defaults]
+cpus = 2
+memory = "2G"
+disk = "20G"
+timeout = "8h"
+idle_timeout = "30m"
+
+[policy]
+allow = ["api.openai.com", "*.example.com", "registry.npmjs.org:443", "10.0.0.0/8", "[2001:db8::1]:443"]
+)";
+
+// The start of a Debian definition that a test completes with one key.
+constexpr std::string_view kDebianHead = "name = \"x\"\nbase = \"debian\"\ncommand = [\"/bin/sh\"]\n";
+
+TEST(TemplateParse, AgentDefinitionWithEveryNewKey) {
+  Result<TemplateDefinition> definition = parse_template_text(kAgentTemplate, "agent-1.toml");
+  ASSERT_TRUE(definition) << definition.error().message;
+  EXPECT_EQ(definition->npm, (std::vector<std::string>{"@openai/codex", "is-number@7.0.0"}));
+  ASSERT_EQ(definition->run.size(), 2u);
+  EXPECT_EQ(definition->run[0], "ln -s /usr/bin/python3 /usr/local/bin/python");
+  EXPECT_EQ(definition->run[1], "  echo one\n  echo two\n  ");
+  EXPECT_EQ(definition->defaults.cpus, 2u);
+  EXPECT_EQ(definition->defaults.memory_bytes, 2ull << 30);
+  EXPECT_EQ(definition->defaults.disk_bytes, 20ull << 30);
+  EXPECT_EQ(definition->defaults.timeout, std::chrono::hours(8));
+  EXPECT_EQ(definition->defaults.idle_timeout, std::chrono::minutes(30));
+  EXPECT_EQ(definition->policy_allow, (std::vector<std::string>{"api.openai.com", "*.example.com",
+                                                                 "registry.npmjs.org:443", "10.0.0.0/8",
+                                                                 "[2001:db8::1]:443"}));
+  EXPECT_EQ(definition->source, TemplateSource::kFile);
+}
+
+TEST(TemplateParse, NewKeysAreOptional) {
+  Result<TemplateDefinition> definition = parse_template_text(kDebianHead, "x.toml");
+  ASSERT_TRUE(definition) << definition.error().message;
+  EXPECT_TRUE(definition->npm.empty());
+  EXPECT_TRUE(definition->run.empty());
+  EXPECT_FALSE(definition->defaults.cpus.has_value());
+  EXPECT_FALSE(definition->defaults.memory_bytes.has_value());
+  EXPECT_FALSE(definition->defaults.disk_bytes.has_value());
+  EXPECT_FALSE(definition->defaults.timeout.has_value());
+  EXPECT_FALSE(definition->defaults.idle_timeout.has_value());
+  EXPECT_TRUE(definition->policy_allow.empty());
+}
+
+TEST(TemplateParse, NpmSpecsAccepted) {
+  for (const char* spec : {"@anthropic-ai/claude-code", "@openai/codex@0.1.2", "cowsay", "is-number@7.0.0",
+                           "lodash.merge", "left_pad", "typescript@^5.4", "react@~18.2.0", "pkg@latest",
+                           "pkg@next", "pkg@1.x", "pkg@=1.0.0", "pkg@1.0.0-beta.1+build.5", "@types/node@20"}) {
+    EXPECT_EQ(parse_error(std::string(kDebianHead) + "npm = [\"" + spec + "\"]\n"), "parsed without error") << spec;
+  }
+}
+
+TEST(TemplateParse, NpmSpecsRejectedWithReason) {
+  struct Case {
+    const char* spec;
+    const char* reason;
+  };
+  for (const Case& bad : {
+           Case{"https://example.com/pkg.tgz", "it is a URL"},
+           Case{"git+ssh://git@github.com/a/b.git", "it is a URL"},
+           Case{"github:user/repo", "it names a source such as git:"},
+           Case{"file:../pkg", "it names a source such as git:"},
+           Case{"alias@npm:real", "it names a source such as git:"},
+           Case{"./local", "it is a file path"},
+           Case{"/abs/pkg", "it is a file path"},
+           Case{"~/pkg", "it is a file path"},
+           Case{"pkg.tgz", "it is a tarball"},
+           Case{"user/repo", "it is a GitHub shorthand"},
+           Case{"user/repo@1.0", "it is a GitHub shorthand"},
+           Case{"pkg;rm -rf /", "it contains ';'"},
+           Case{"pkg$(id)", "it contains '$'"},
+           Case{"pkg`id`", "it contains '`'"},
+           Case{"a b", "it contains a space"},
+           Case{"pkg@>=1.0", "it contains '>'"},
+           Case{"pkg@*", "it contains '*'"},
+           Case{"pkg|x", "it contains '|'"},
+           Case{"Upper", "npm package names are lowercase"},
+           Case{"@scope", "a scoped package name needs a '/'"},
+           Case{"@/name", "its scope is empty"},
+           Case{"@scope/", "its name is empty"},
+           Case{"@scope/a/b", "its name contains '/'"},
+           Case{".hidden", "it is a file path"},
+           Case{"_private", "must start with a lowercase letter or digit"},
+           Case{"-flag", "must start with a lowercase letter or digit"},
+           Case{"pkg@", "nothing follows its '@'"},
+           Case{"", "it is empty"},
+       }) {
+    const std::string message = parse_error(std::string(kDebianHead) + "npm = [\"" + bad.spec + "\"]\n");
+    EXPECT_EQ(message.rfind("templates/x.toml:4: invalid npm package '" + std::string(bad.spec) + "': ", 0), 0u)
+        << bad.spec << ": " << message;
+    EXPECT_NE(message.find(bad.reason), std::string::npos) << bad.spec << ": " << message;
+  }
+}
+
+TEST(TemplateParse, NpmSpecNamesItsLine) {
+  const std::string message = parse_error(std::string(kDebianHead) + "npm = [\n  \"cowsay\",\n  \"x y\",\n]\n");
+  EXPECT_EQ(message.rfind("templates/x.toml:6: invalid npm package 'x y'", 0), 0u) << message;
+}
+
+TEST(TemplateParse, NpmPackageListedTwice) {
+  const std::string message = parse_error(std::string(kDebianHead) + "npm = [\"cowsay\", \"cowsay@1.6.0\"]\n");
+  EXPECT_EQ(message, "templates/x.toml:4: npm package 'cowsay' is listed twice; remove one");
+}
+
+TEST(TemplateParse, NpmMustBeArrayOfStrings) {
+  const std::string message = parse_error(std::string(kDebianHead) + "npm = \"cowsay\"\n");
+  EXPECT_EQ(message.rfind("templates/x.toml:4: 'npm' must be an array of strings such as", 0), 0u) << message;
+}
+
+TEST(TemplateParse, NpmAndRunNeedDebianBase) {
+  const std::string busybox = "name = \"x\"\nbase = \"busybox\"\ncommand = [\"/bin/sh\"]\n";
+  EXPECT_EQ(parse_error(busybox + "npm = [\"cowsay\"]\n"),
+            "templates/x.toml:4: 'npm' applies only to base \"debian\"; remove it or set base = \"debian\"");
+  EXPECT_EQ(parse_error(busybox + "run = [\"true\"]\n"),
+            "templates/x.toml:4: 'run' applies only to base \"debian\"; remove it or set base = \"debian\"");
+}
+
+TEST(TemplateParse, RunCommandsKeepOrderAndText) {
+  Result<TemplateDefinition> definition =
+      parse_template_text(std::string(kDebianHead) + "run = [\"echo 'a b' > /x\", \"cd /tmp && make\"]\n", "x.toml");
+  ASSERT_TRUE(definition) << definition.error().message;
+  EXPECT_EQ(definition->run, (std::vector<std::string>{"echo 'a b' > /x", "cd /tmp && make"}));
+}
+
+TEST(TemplateParse, EmptyRunCommandRejected) {
+  const std::string message = parse_error(std::string(kDebianHead) + "run = [\n  \"true\",\n  \"  \",\n]\n");
+  EXPECT_EQ(message, "templates/x.toml:6: command 2 in 'run' is empty; remove it or give a shell command");
+}
+
+TEST(TemplateParse, RunCommandMustBeString) {
+  const std::string message = parse_error(std::string(kDebianHead) + "run = [\"true\", 3]\n");
+  EXPECT_EQ(message.rfind("templates/x.toml:4: 'run' must be an array of strings", 0), 0u) << message;
+  EXPECT_NE(message.find("one element is an integer"), std::string::npos) << message;
+}
+
+TEST(TemplateParse, DefaultsWorkForBusybox) {
+  Result<TemplateDefinition> definition = parse_template_text(
+      "name = \"x\"\nbase = \"busybox\"\ncommand = [\"/bin/sh\"]\n[defaults]\nmemory = \"256M\"\n", "x.toml");
+  ASSERT_TRUE(definition) << definition.error().message;
+  EXPECT_EQ(definition->defaults.memory_bytes, 256ull << 20);
+}
+
+TEST(TemplateParse, DefaultsErrors) {
+  struct Case {
+    const char* line;
+    const char* message;
+  };
+  const std::string head = std::string(kDebianHead) + "[defaults]\n";
+  for (const Case& bad : {
+           Case{"cpus = \"2\"", "templates/x.toml:5: 'cpus' in [defaults] must be an integer such as 2, not a "
+                                "string; write the number without quotes"},
+           Case{"cpus = 0", "templates/x.toml:5: invalid 'cpus' in [defaults] 0; use a number from 1 to 64"},
+           Case{"cpus = 65", "templates/x.toml:5: invalid 'cpus' in [defaults] 65; use a number from 1 to 64"},
+           Case{"cpus = 1.5", "templates/x.toml:5: 'cpus' in [defaults] must be an integer such as 2, not a "
+                              "floating-point number; write the number without quotes"},
+           Case{"memory = 2048", "templates/x.toml:5: 'memory' must be a string, not an integer; put the value in "
+                                 "double quotes"},
+           Case{"memory = \"2X\"", "templates/x.toml:5: invalid 'memory' in [defaults]: invalid size '2X'; use a "
+                                   "number with a unit, such as 512M, 10G or 1T"},
+           Case{"memory = \"1M\"", "templates/x.toml:5: invalid 'memory' in [defaults] '1M'; use at least 64 MiB, "
+                                   "such as \"2G\""},
+           Case{"disk = \"10\"", "templates/x.toml:5: invalid 'disk' in [defaults] '10'; use at least 64 MiB, such "
+                                 "as \"2G\""},
+           Case{"timeout = \"soon\"", "templates/x.toml:5: invalid 'timeout' in [defaults]: invalid duration "
+                                      "'soon'; use a number with a unit, such as 30s, 5m, 1h30m or 2d"},
+           Case{"idle_timeout = \"0s\"", "templates/x.toml:5: invalid 'idle_timeout' in [defaults] '0s'; it must "
+                                         "be longer than zero, such as \"30m\"; leave it out for no deadline"},
+           Case{"cpu = 2", "templates/x.toml:5: unknown key 'cpu' in [defaults]; did you mean 'cpus'?"},
+           Case{"volumes = 2", "templates/x.toml:5: unknown key 'volumes' in [defaults]; remove it, because the "
+                               "only keys in [defaults] are cpus, memory, disk, timeout and idle_timeout"},
+       }) {
+    EXPECT_EQ(parse_error(head + bad.line + "\n"), bad.message) << bad.line;
+  }
+}
+
+TEST(TemplateParse, DefaultsMustBeTable) {
+  const std::string message = parse_error(std::string(kDebianHead) + "defaults = \"2G\"\n");
+  EXPECT_EQ(message.rfind("templates/x.toml:4: 'defaults' must be a table such as [defaults]", 0), 0u) << message;
+}
+
+TEST(TemplateParse, PolicyRulesAccepted) {
+  for (const char* rule : {"api.anthropic.com", "localhost", "*.example.com", "*.example.com:8443",
+                           "registry.npmjs.org:443", "10.0.0.1", "10.0.0.1:80", "10.0.0.0/8", "0.0.0.0/0",
+                           "192.168.1.0/24", "[::1]", "[2001:db8::1]:443", "fd00::/8", "2001:db8::/32",
+                           "a-b.c-d.example", "1password.com"}) {
+    EXPECT_EQ(parse_error(std::string(kDebianHead) + "[policy]\nallow = [\"" + rule + "\"]\n"),
+              "parsed without error")
+        << rule;
+  }
+}
+
+TEST(TemplateParse, PolicyRulesRejectedWithReason) {
+  struct Case {
+    const char* rule;
+    const char* reason;
+  };
+  for (const Case& bad : {
+           Case{"", "the rule is empty"},
+           Case{"https://api.example.com", "it is a URL"},
+           Case{"*", "\"*\" would allow every host"},
+           Case{"*.com", "a wildcard needs a domain of at least two labels"},
+           Case{"api.*.com", "'*' may only stand alone as the first label"},
+           Case{"*example.com", "'*' may only stand alone as the first label"},
+           Case{"API.example.com", "write host names in lowercase"},
+           Case{"-bad.example.com", "invalid host name '-bad.example.com'"},
+           Case{"bad..example.com", "invalid host name"},
+           Case{"example.com.", "invalid host name"},
+           Case{"under_score.example.com", "it contains a character that no host"},
+           Case{"example.com:0", "invalid port '0'"},
+           Case{"example.com:65536", "invalid port '65536'"},
+           Case{"example.com:http", "invalid port 'http'"},
+           Case{"example.com:", "invalid port ''"},
+           Case{"example.com:080", "invalid port '080'"},
+           Case{"10.0.0.256", "invalid IPv4 address '10.0.0.256'"},
+           Case{"10.0.0", "invalid IPv4 address '10.0.0'"},
+           Case{"10.0.0.0/33", "invalid prefix length '33'"},
+           Case{"10.0.0.0/", "invalid prefix length ''"},
+           Case{"10.0.0.1/8", "has bits set after its first 8"},
+           Case{"fd00::1/8", "has bits set after its first 8"},
+           Case{"example.com/8", "invalid address 'example.com' in a CIDR block"},
+           Case{"2001:db8::1", "write an IPv6 address in brackets"},
+           Case{"[2001:db8::zz]", "invalid IPv6 address '2001:db8::zz'"},
+           Case{"[::1", "has no closing ']'"},
+           Case{"[::1]443", "only \":PORT\" may follow ']'"},
+           Case{"a b", "it contains a character that no host"},
+       }) {
+    const std::string message = parse_error(std::string(kDebianHead) + "[policy]\nallow = [\"" + bad.rule + "\"]\n");
+    EXPECT_EQ(message.rfind("templates/x.toml:5: invalid egress rule '" + std::string(bad.rule) + "' in [policy] "
+                            "allow: ",
+                            0),
+              0u)
+        << bad.rule << ": " << message;
+    EXPECT_NE(message.find(bad.reason), std::string::npos) << bad.rule << ": " << message;
+  }
+}
+
+TEST(TemplateParse, PolicyErrors) {
+  const std::string head = std::string(kDebianHead) + "[policy]\n";
+  EXPECT_EQ(parse_error(head + "allow = [\"a.example\", \"a.example\"]\n"),
+            "templates/x.toml:5: egress rule 'a.example' is listed twice; remove one");
+  EXPECT_EQ(parse_error(head + "alow = []\n"), "templates/x.toml:5: unknown key 'alow' in [policy]; did you mean 'allow'?");
+  EXPECT_EQ(parse_error(head + "deny = [\"x.example\"]\n"),
+            "templates/x.toml:5: unknown key 'deny' in [policy]; remove it, because the only keys in [policy] are allow");
+  const std::string not_array = parse_error(head + "allow = \"api.example.com\"\n");
+  EXPECT_EQ(not_array.rfind("templates/x.toml:5: 'allow' must be an array of strings", 0), 0u) << not_array;
+  const std::string not_table = parse_error(std::string(kDebianHead) + "policy = [\"api.example.com\"]\n");
+  EXPECT_EQ(not_table.rfind("templates/x.toml:4: 'policy' must be a table such as [policy]", 0), 0u) << not_table;
+}
+
+TEST(TemplateParse, PolicyRuleNamesItsLine) {
+  const std::string message =
+      parse_error(std::string(kDebianHead) + "[policy]\nallow = [\n  \"ok.example\",\n  \"bad rule\",\n]\n");
+  EXPECT_EQ(message.rfind("templates/x.toml:7: invalid egress rule 'bad rule'", 0), 0u) << message;
+}
+
+TEST(TemplateParse, ReservedNamesRejected) {
+  for (const char* name : {"create", "ls", "show", "set", "rm"}) {
+    const std::string message =
+        parse_error("base = \"busybox\"\ncommand = [\"/bin/sh\"]\nname = \"" + std::string(name) + "\"\n");
+    EXPECT_EQ(message, "templates/x.toml:3: template name '" + std::string(name) +
+                           "' is reserved for the command `zwrm agent " + name + "`; choose another name");
+    EXPECT_TRUE(is_reserved_template_name(name)) << name;
+  }
+  EXPECT_FALSE(is_reserved_template_name("shell"));
+  EXPECT_FALSE(is_reserved_template_name("lsx"));
+}
+
+TEST(TemplateParse, NewErrorsAreOneLine) {
+  for (const std::string& tail : {std::string("npm = [\"a\\nb\"]\n"), std::string("[policy]\nallow = [\"a\\nb\"]\n"),
+                                  std::string("[defaults]\nmemory = \"2\\nG\"\n")}) {
+    const std::string message = parse_error(std::string(kDebianHead) + tail);
+    EXPECT_NE(message, "parsed without error") << tail;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+}
+
 class ShippedTemplates : public ::testing::Test {
  protected:
   sys::Paths paths_{.data = std::string(ZWRM_SOURCE_DIR)};
 };
 
-TEST_F(ShippedTemplates, BothParse) {
-  EXPECT_EQ(list_templates(paths_), (std::vector<std::string>{"debian", "minimal"}));
+TEST_F(ShippedTemplates, AllParse) {
+  EXPECT_EQ(list_templates(paths_), (std::vector<std::string>{"claude", "codex", "debian", "minimal", "shell"}));
 
   Result<TemplateDefinition> minimal = find_template(paths_, "minimal");
   ASSERT_TRUE(minimal) << minimal.error().message;
   EXPECT_EQ(minimal->base, "busybox");
   EXPECT_EQ(minimal->command, (std::vector<std::string>{"/bin/sh", "-l"}));
   EXPECT_FALSE(minimal->description.empty());
+  EXPECT_EQ(minimal->source, TemplateSource::kBuiltIn);
 
   Result<TemplateDefinition> debian = find_template(paths_, "debian");
   ASSERT_TRUE(debian) << debian.error().message;
@@ -226,10 +522,51 @@ TEST_F(ShippedTemplates, BothParse) {
   EXPECT_FALSE(debian->description.empty());
 }
 
+TEST_F(ShippedTemplates, AgentTemplatesInstallTheirCli) {
+  struct Expected {
+    const char* name;
+    const char* npm;
+    const char* program;
+    const char* api_host;
+  };
+  for (const Expected& expected : {Expected{"claude", "@anthropic-ai/claude-code", "claude", "api.anthropic.com:443"},
+                                   Expected{"codex", "@openai/codex", "codex", "api.openai.com:443"}}) {
+    Result<TemplateDefinition> agent = find_template(paths_, expected.name);
+    ASSERT_TRUE(agent) << agent.error().message;
+    EXPECT_EQ(agent->base, "debian") << expected.name;
+    EXPECT_EQ(agent->npm, (std::vector<std::string>{expected.npm})) << expected.name;
+    EXPECT_EQ(agent->command, (std::vector<std::string>{expected.program})) << expected.name;
+    EXPECT_EQ(agent->defaults.cpus, 2u) << expected.name;
+    EXPECT_EQ(agent->defaults.memory_bytes, 2ull << 30) << expected.name;
+    EXPECT_EQ(agent->defaults.timeout, std::chrono::hours(8)) << expected.name;
+    EXPECT_EQ(agent->defaults.idle_timeout, std::chrono::hours(1)) << expected.name;
+    EXPECT_FALSE(agent->defaults.disk_bytes.has_value()) << expected.name;
+    EXPECT_NE(std::find(agent->policy_allow.begin(), agent->policy_allow.end(), expected.api_host),
+              agent->policy_allow.end())
+        << expected.name;
+    using Env = std::pair<std::string, std::string>;
+    EXPECT_NE(std::find(agent->env.begin(), agent->env.end(), Env{"SHELL", "/bin/bash"}), agent->env.end())
+        << expected.name;
+  }
+}
+
+TEST_F(ShippedTemplates, ShellHasDebianPackages) {
+  Result<TemplateDefinition> shell = find_template(paths_, "shell");
+  Result<TemplateDefinition> debian = find_template(paths_, "debian");
+  ASSERT_TRUE(shell) << shell.error().message;
+  ASSERT_TRUE(debian) << debian.error().message;
+  EXPECT_EQ(shell->packages, debian->packages);
+  EXPECT_EQ(shell->command, (std::vector<std::string>{"/bin/bash", "-l"}));
+  EXPECT_TRUE(shell->npm.empty());
+  EXPECT_TRUE(shell->policy_allow.empty());
+}
+
 TEST_F(ShippedTemplates, UnknownNameListsAvailable) {
   Result<TemplateDefinition> missing = find_template(paths_, "claud");
   ASSERT_FALSE(missing);
-  EXPECT_EQ(missing.error().message, "unknown template 'claud'; use one of: debian, minimal");
+  EXPECT_EQ(missing.error().message,
+            "unknown template 'claud'; use one of: claude, codex, debian, minimal, shell, or build a template file "
+            "with `zwrm template build FILE`");
   EXPECT_EQ(missing.error().errno_value, ENOENT);
 }
 

@@ -49,6 +49,7 @@ Result<Paths> Paths::resolve() {
   paths.logs = paths.home + "/logs";
   paths.volumes = paths.home + "/volumes";
   paths.database = paths.home + "/zwrm.db";
+  paths.templates = paths.home + "/templates";
 
   const std::string prefix = parent_directory(parent_directory(executable_path()));
   paths.data = environment_or("ZWRM_DATA_DIR", prefix + "/share/zwrm");

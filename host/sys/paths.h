@@ -24,6 +24,7 @@ struct Paths {
   std::string logs;      // $ZWRM_HOME/logs: one directory per run, kept after it
   std::string volumes;   // $ZWRM_HOME/volumes: one ext4 image per project
   std::string database;  // $ZWRM_HOME/zwrm.db
+  std::string templates;  // $ZWRM_HOME/templates: user template definitions, created on first save
   std::string data;
   std::string init;
 
