@@ -1,11 +1,13 @@
 #include "host/images/rootfs_build.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <set>
 #include <utility>
@@ -13,6 +15,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/printable.h"
+#include "common/unique_fd.h"
+#include "host/images/template_build_script.h"
 #include "host/sys/files.h"
 #include "host/sys/process.h"
 #include "host/sys/units.h"
@@ -182,13 +187,20 @@ std::string debian_mirror() {
   return mirror != nullptr && *mirror != '\0' ? std::string(mirror) : std::string(kDefaultDebianMirror);
 }
 
+// Adds package to packages unless it is listed.
+void add_package(std::vector<std::string>& packages, const std::string& package) {
+  if (std::find(packages.begin(), packages.end(), package) == packages.end()) packages.push_back(package);
+}
+
 std::vector<std::string> mmdebstrap_command(const TemplateDefinition& definition, const std::string& root,
                                             bool with_ca_bundle) {
   std::vector<std::string> packages = definition.packages;
-  const bool has_ca_certificates =
-      std::find(packages.begin(), packages.end(), "ca-certificates") != packages.end();
   // update-ca-certificates, which installs the extra CA, comes with this package.
-  if (with_ca_bundle && !has_ca_certificates) packages.push_back("ca-certificates");
+  if (with_ca_bundle) add_package(packages, "ca-certificates");
+  if (!definition.npm.empty()) {
+    add_package(packages, "nodejs");
+    add_package(packages, "npm");
+  }
 
   std::vector<std::string> command = {"mmdebstrap", "--variant=minbase", "--mode=root"};
   if (!packages.empty()) {
@@ -206,35 +218,137 @@ std::vector<std::string> mmdebstrap_command(const TemplateDefinition& definition
     command.push_back(std::string("--dpkgopt=") + option);
   }
   // Hooks run under sh with the staged root as $1. Nothing from the
-  // definition is put into them: package names travel in --include.
+  // definition is put into them: package names travel in --include, and
+  // the build script, whose values are quoted, is a file named by the
+  // environment.
   command.push_back("--customize-hook=chroot \"$1\" useradd --create-home --uid 1000 --user-group "
                     "--shell /bin/bash agent");
   if (with_ca_bundle) {
     command.push_back("--customize-hook=cp \"$ZWRM_CA_BUNDLE\" \"$1/usr/local/share/ca-certificates/zwrm-extra.crt\""
                       " && chroot \"$1\" update-ca-certificates");
   }
+  if (needs_build_script(definition)) command.push_back("--customize-hook=sh \"$ZWRM_BUILD_SCRIPT\" \"$1\"");
   command.push_back(definition.suite);
   command.push_back(root);
   command.push_back(debian_mirror());
   return command;
 }
 
+// Receives mmdebstrap's output: writes every line to the build log, shows
+// mmdebstrap's messages and the build script's steps as progress lines, and
+// keeps the last lines and the failed step for the error message.
+class BuildOutput {
+ public:
+  BuildOutput(const ImageBuildOptions& options, int log_fd) : options_(options), log_fd_(log_fd) {}
+
+  void add_line(std::string_view line) {
+    write_to_log(line);
+    if (line.starts_with(kStepMarker)) {
+      report_progress(options_, std::string(line.substr(kStepMarker.size())));
+      tail_.clear();
+      return;
+    }
+    if (line.starts_with(kFailureMarker)) {
+      failure_ = line.substr(kFailureMarker.size());
+      failed_step_tail_ = tail_;
+      return;
+    }
+    tail_.emplace_back(line);
+    if (tail_.size() > kTailLines) tail_.pop_front();
+    if (line.starts_with("I: ") || line.starts_with("W: ") || line.starts_with("E: ")) {
+      // Hook lines go on with the whole shell command, so they are cut before it.
+      report_progress(options_, "mmdebstrap: " + std::string(line.substr(0, line.find(" in shell: "))));
+    }
+  }
+
+  // Shows the last lines of the failed step's output, or of all output when
+  // no step failed, which hold the error of the program that failed.
+  void report_tail() const {
+    for (const std::string& line : failure_.empty() ? tail_ : failed_step_tail_) {
+      report_progress(options_, "| " + printable(line));
+    }
+  }
+
+  // The failed step and its exit status, as the build script named them.
+  // Empty when no step failed.
+  const std::string& failure() const { return failure_; }
+
+ private:
+  static constexpr std::size_t kTailLines = 15;
+
+  void write_to_log(std::string_view line) {
+    if (log_fd_ < 0) return;
+    const std::string text = std::string(line) + "\n";
+    // A log that cannot be written loses lines, never the build.
+    if (::write(log_fd_, text.data(), text.size()) < 0) log_fd_ = -1;
+  }
+
+  const ImageBuildOptions& options_;
+  int log_fd_;
+  std::deque<std::string> tail_;  // since the latest step began
+  std::deque<std::string> failed_step_tail_;
+  std::string failure_;
+};
+
+// Writes the CA bundle the build steps trust: the host's bundle and the
+// one for the image, if any. Returns whether there is one.
+Result<bool> write_build_ca(const std::string& path, const BuildInputs& inputs, const ImageBuildOptions& options) {
+  std::string bundle;
+  if (!options.build_ca_bundle.empty() && sys::path_exists(options.build_ca_bundle)) {
+    Result<std::string> host = sys::read_file(options.build_ca_bundle);
+    if (!host) return tl::unexpected(with_context(host.error(), "cannot read the host's CA bundle"));
+    bundle = std::move(*host) + "\n";
+  }
+  bundle += inputs.ca_bundle;
+  if (bundle.empty()) return false;
+  if (Status written = sys::write_file_atomic(path, bundle, 0644); !written) return tl::unexpected(written.error());
+  return true;
+}
+
+// Writes the build script and its CA bundle into build_directory and adds
+// the variables that name them to process. The caller deletes both files.
+Status prepare_build_script(const std::string& build_directory, const TemplateDefinition& definition,
+                            const BuildInputs& inputs, const ImageBuildOptions& options,
+                            sys::ProcessOptions& process) {
+  BuildScriptOptions script;
+  script.extra_env = proxy_environment();
+  Result<bool> with_ca = write_build_ca(build_directory + "/build-ca.crt", inputs, options);
+  if (!with_ca) return tl::unexpected(with_ca.error());
+  script.with_build_ca = *with_ca;
+  if (*with_ca) process.extra_env.push_back(std::string(kBuildCaVariable) + "=" + build_directory + "/build-ca.crt");
+
+  const std::string path = build_directory + "/build-script.sh";
+  if (Status written = sys::write_file_atomic(path, build_script(definition, script), 0600); !written) return written;
+  process.extra_env.push_back("ZWRM_BUILD_SCRIPT=" + path);
+  return {};
+}
+
+Status describe_mmdebstrap_failure(const sys::ProcessResult& result, const BuildOutput& output,
+                                   const std::string& mirror, const TemplateDefinition& definition,
+                                   const std::string& log_path) {
+  output.report_tail();
+  const std::string log = "; the build log " + log_path + " has the whole output";
+  if (!output.failure().empty()) return fail(printable(output.failure()) + " (its last output lines are above)" + log);
+  return fail("mmdebstrap " + result.describe() + "; check that the mirror " + mirror +
+              " is reachable (set ZWRM_DEBIAN_MIRROR to use another) and that the packages exist in " +
+              definition.suite + log);
+}
+
 Status stage_debian(const std::string& build_directory, const std::string& root, const TemplateDefinition& definition,
-                    const BuildInputs& inputs, const ImageBuildOptions& options) {
+                    const BuildInputs& inputs, const ImageBuildOptions& options, const std::string& log_path) {
   // NOTE: non-root builds would need mmdebstrap's unshare mode with
   // subordinate ids and a tarball, which this builder does not implement.
   if (::geteuid() != 0) {
     return fail("building the debian template image " + definition.name +
                 " needs root for mmdebstrap; run it as root or use a busybox template");
   }
+  UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!log) return fail_errno("cannot create the build log " + log_path);
+  BuildOutput output(options, log.get());
   sys::ProcessOptions process;
   process.timeout = kDebianBuildTimeout;
-  process.on_line = [&options](std::string_view line) {
-    if (!line.starts_with("I: ") && !line.starts_with("W: ") && !line.starts_with("E: ")) return;
-    // Hook lines go on with the whole shell command, so they are cut before it.
-    const std::string_view shown = line.substr(0, line.find(" in shell: "));
-    report_progress(options, "mmdebstrap: " + std::string(shown));
-  };
+  process.on_line = [&output](std::string_view line) { output.add_line(line); };
+
   const bool with_ca_bundle = !inputs.ca_bundle.empty();
   if (with_ca_bundle) {
     // The hook copies this file, which contains the bytes the cache key covers.
@@ -242,17 +356,20 @@ Status stage_debian(const std::string& build_directory, const std::string& root,
     if (Status written = sys::write_file_atomic(bundle, inputs.ca_bundle); !written) return written;
     process.extra_env.push_back("ZWRM_CA_BUNDLE=" + bundle);
   }
+  if (needs_build_script(definition)) {
+    if (Status prepared = prepare_build_script(build_directory, definition, inputs, options, process); !prepared) {
+      return prepared;
+    }
+  }
 
   const std::vector<std::string> command = mmdebstrap_command(definition, root, with_ca_bundle);
   report_progress(options, "running mmdebstrap for " + definition.suite + " from " + command.back());
   Result<sys::ProcessResult> result = sys::run_process(command, process);
-  if (with_ca_bundle) ::unlink((build_directory + "/ca-bundle.crt").c_str());
-  if (!result) return tl::unexpected(result.error());
-  if (!result->succeeded()) {
-    return fail("mmdebstrap " + result->describe() + "; check that the mirror " + command.back() +
-                " is reachable (set ZWRM_DEBIAN_MIRROR to use another) and that the packages exist in " +
-                definition.suite);
+  for (const char* file : {"/ca-bundle.crt", "/build-ca.crt", "/build-script.sh"}) {
+    ::unlink((build_directory + file).c_str());
   }
+  if (!result) return tl::unexpected(result.error());
+  if (!result->succeeded()) return describe_mmdebstrap_failure(*result, output, command.back(), definition, log_path);
   // mmdebstrap's cleanup step has already removed the apt package lists and
   // the downloaded .deb files.
   return check_agent_account(root);
@@ -347,13 +464,13 @@ void report_progress(const ImageBuildOptions& options, const std::string& line) 
 }
 
 Status stage_root_tree(const std::string& build_directory, const TemplateDefinition& definition,
-                       const BuildInputs& inputs, const ImageBuildOptions& options) {
+                       const BuildInputs& inputs, const ImageBuildOptions& options, const std::string& log_path) {
   const std::string root = build_directory + "/root";
   if (definition.base == "busybox") {
     if (::mkdir(root.c_str(), 0755) != 0) return fail_errno("cannot create " + root);
     if (Status staged = stage_busybox(root, inputs, options); !staged) return staged;
   } else {
-    if (Status staged = stage_debian(build_directory, root, definition, inputs, options); !staged) return staged;
+    if (Status staged = stage_debian(build_directory, root, definition, inputs, options, log_path); !staged) return staged;
   }
   return add_guest_conventions(root);
 }

@@ -30,10 +30,13 @@ void report_progress(const ImageBuildOptions& options, const std::string& line);
 // Creates the root tree at <build_directory>/root for definition's base and
 // adds the guest conventions: accounts root and agent (uid and gid 1000),
 // /home/agent, /workspace, /tmp, /etc/hosts, the CA bundle. Debian roots
-// need root and the network. Files in build_directory may be left behind on
-// failure; the caller removes the directory.
+// need root and the network; they also get the definition's npm packages
+// and run commands (see template_build_script.h), and mmdebstrap's whole
+// output goes to log_path, whose last lines a failure shows as progress.
+// Files in build_directory may be left behind on failure; the caller
+// removes the directory.
 Status stage_root_tree(const std::string& build_directory, const TemplateDefinition& definition,
-                       const BuildInputs& inputs, const ImageBuildOptions& options);
+                       const BuildInputs& inputs, const ImageBuildOptions& options, const std::string& log_path);
 
 // Writes an ext4 image of the staged tree at root to image, sized to the
 // tree plus headroom (at least 32 MiB), owned by root except /home/agent

@@ -20,6 +20,7 @@
 
 #include "common/unique_fd.h"
 #include "host/images/rootfs_build.h"
+#include "host/images/template_cache.h"
 #include "host/sys/files.h"
 #include "host/sys/process.h"
 #include "host/sys/units.h"
@@ -40,6 +41,7 @@ struct CacheEntry {
   std::string image;      // <directory>/rootfs.ext4
   std::string manifest;   // <directory>/manifest.json
   std::string lock;       // <parent>/<stem>.lock
+  std::string log;        // <parent>/<stem>.build.log
 };
 
 CacheEntry cache_entry(const sys::Paths& paths, const TemplateDefinition& definition, const std::string& key) {
@@ -50,6 +52,7 @@ CacheEntry cache_entry(const sys::Paths& paths, const TemplateDefinition& defini
   entry.image = entry.directory + "/rootfs.ext4";
   entry.manifest = entry.directory + "/manifest.json";
   entry.lock = entry.parent + "/" + entry.stem + ".lock";
+  entry.log = entry.parent + "/" + entry.stem + ".build.log";
   return entry;
 }
 
@@ -143,56 +146,6 @@ Result<BuildInputs> read_build_inputs(const TemplateDefinition& definition, cons
   }
   inputs.key = sys::sha256_hex(material);
   return inputs;
-}
-
-// Decodes the octal escapes (\040 for a space) that /proc/self/mountinfo
-// uses for space, tab, newline and backslash.
-std::string unescape_mount_point(std::string_view escaped) {
-  std::string path;
-  for (std::size_t i = 0; i < escaped.size(); ++i) {
-    if (escaped[i] == '\\' && i + 3 < escaped.size()) {
-      path += static_cast<char>(std::strtol(std::string(escaped.substr(i + 1, 3)).c_str(), nullptr, 8));
-      i += 3;
-    } else {
-      path += escaped[i];
-    }
-  }
-  return path;
-}
-
-// Refuses to delete a tree that still has a file system mounted in it (a
-// build interrupted inside mmdebstrap), because removing it would delete
-// files of the host's /dev or /proc.
-Status check_nothing_mounted_under(const std::string& directory) {
-  Result<std::string> mounts = sys::read_file("/proc/self/mountinfo");
-  if (!mounts) return tl::unexpected(mounts.error());
-  std::size_t start = 0;
-  while (start < mounts->size()) {
-    std::size_t end = mounts->find('\n', start);
-    if (end == std::string::npos) end = mounts->size();
-    const std::string line = mounts->substr(start, end - start);
-    start = end + 1;
-
-    // Field 5 is the mount point.
-    std::size_t field_start = 0;
-    for (int field = 1; field < 5 && field_start != std::string::npos; ++field) {
-      field_start = line.find(' ', field_start);
-      if (field_start != std::string::npos) ++field_start;
-    }
-    if (field_start == std::string::npos) continue;
-    const std::string mount_point =
-        unescape_mount_point(line.substr(field_start, line.find(' ', field_start) - field_start));
-    if (mount_point == directory || mount_point.starts_with(directory + "/")) {
-      return fail(mount_point + " is still mounted; unmount it with `umount -R " + directory +
-                  "` and then remove " + directory);
-    }
-  }
-  return {};
-}
-
-Status remove_build_directory(const std::string& directory) {
-  if (Status unmounted = check_nothing_mounted_under(directory); !unmounted) return unmounted;
-  return sys::remove_tree(directory);
 }
 
 // Removes what interrupted builds of this entry left. Runs under the entry's
@@ -299,9 +252,10 @@ Status install_build(const CacheEntry& entry, const std::string& build_directory
   return {};
 }
 
-Result<TemplateImage> build_in(const std::string& build_directory, const TemplateDefinition& definition,
-                               const BuildInputs& inputs, const ImageBuildOptions& options) {
-  if (Status staged = stage_root_tree(build_directory, definition, inputs, options); !staged) {
+Result<TemplateImage> build_in(const std::string& build_directory, const CacheEntry& entry,
+                               const TemplateDefinition& definition, const BuildInputs& inputs,
+                               const ImageBuildOptions& options) {
+  if (Status staged = stage_root_tree(build_directory, definition, inputs, options, entry.log); !staged) {
     return tl::unexpected(staged.error());
   }
   const std::string root = build_directory + "/root";
@@ -321,7 +275,7 @@ Result<TemplateImage> build_and_install(const CacheEntry& entry, const TemplateD
   report_progress(options, "building template image " + definition.name + " (base " + definition.base + ") in " +
                       build_directory);
 
-  Result<TemplateImage> image = build_in(build_directory, definition, inputs, options);
+  Result<TemplateImage> image = build_in(build_directory, entry, definition, inputs, options);
   if (image) {
     if (Status installed = install_build(entry, build_directory); !installed) image = tl::unexpected(installed.error());
   }

@@ -10,13 +10,17 @@
 //   <name>-<key16>/rootfs.ext4     the image
 //   <name>-<key16>/manifest.json   digest, size, mtime, key, definition text
 //   <name>-<key16>.lock            flock held while building
+//   <name>-<key16>.build.log       output of the latest Debian build
 // The key covers everything that goes into an image, so a changed
 // definition, builder or input gets a new directory. A finished directory is
 // renamed into place whole, so a reader sees a complete image or none.
 //
-// Security: the image is built on the host as root from Debian packages and
-// the host's busybox, never from guest-written data. The guest gets it
-// read-only, as the lower layer of its overlay.
+// Security: the image is built on the host as root from Debian packages,
+// npm packages and the host's busybox, never from guest-written data. npm
+// install scripts and a template's run commands run as root in a chroot,
+// which does not confine root, so building a template trusts its author
+// and the npm packages it names. The guest gets the image read-only, as the
+// lower layer of its overlay.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +38,9 @@ namespace zwrm::images {
 // definition, so that cached images from older builders are not reused.
 inline constexpr std::string_view kTemplateBuilderVersion = "1";
 
+// The CA bundle of a Debian host, which update-ca-certificates writes.
+inline constexpr std::string_view kHostCaBundle = "/etc/ssl/certs/ca-certificates.crt";
+
 struct TemplateImage {
   std::string path;    // the rootfs.ext4 file
   std::string digest;  // hex SHA-256 of the image file at build time
@@ -49,6 +56,12 @@ struct ImageBuildOptions {
   // PEM file whose certificates guests should trust (for a TLS-inspecting
   // gateway); empty for none. Its content is part of the cache key.
   std::string ca_bundle;
+  // PEM file that the npm and run steps of a Debian build trust, together
+  // with ca_bundle: by default the host's own bundle, so that builds work
+  // behind a TLS-inspecting gateway the host trusts. It is deleted from
+  // the tree before the image is made and is not part of the cache key.
+  // Empty, or a file that does not exist: none.
+  std::string build_ca_bundle = std::string(kHostCaBundle);
 };
 
 // Returns the CA bundle every image build should trust: the file named by
