@@ -31,5 +31,16 @@ TEST(PrepareArtifacts, DebianTemplate) {
   ASSERT_EQ(image.exit_code, 0) << image;
 }
 
+// Claude Code and the Codex CLI come from the npm registry. Each image took
+// 1 to 3 minutes to build on a 2-core machine, and the limits allow for a
+// slower mirror or registry.
+TEST(PrepareArtifacts, AgentTemplates) {
+  TestHome home;
+  for (const char* name : {"claude", "codex"}) {
+    const Outcome image = home.zwrm({"template", "build", name}, {.timeout = 14min});
+    ASSERT_EQ(image.exit_code, 0) << image;
+  }
+}
+
 }  // namespace
 }  // namespace zwrm::integration
