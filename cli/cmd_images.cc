@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/printable.h"
 #include "cli/prepare.h"
 #include "host/images/kernel.h"
 #include "host/images/template.h"
@@ -142,7 +143,7 @@ int remove_template(const std::string& name, bool only_images) {
   auto session = open_session();
   if (!session) return report_error(session.error());
   if (!images::is_valid_template_name(name)) {
-    return report_error({"invalid template name '" + name + "'; `zwrm template ls` lists the templates"});
+    return report_error({"invalid template name '" + printable(name) + "'; `zwrm template ls` lists the templates"});
   }
   const bool user = sys::path_exists(images::user_template_path(session->paths, name));
   const bool builtin = images::is_builtin_template(session->paths, name);

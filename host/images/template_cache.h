@@ -37,8 +37,8 @@ Result<RemovedImages> remove_template_images(const sys::Paths& paths, std::strin
 
 // Returns the ids of the processes, other than this one, that have a file
 // under directory open or name a path under it on their command line.
-// Processes whose /proc entries cannot be read are skipped, so without
-// root other users' processes are not seen.
+// /proc entries that cannot be read are skipped, so without root the open
+// files of other users' processes are not seen, only their command lines.
 std::vector<pid_t> processes_using(const std::string& directory);
 
 }  // namespace zwrm::images
