@@ -264,6 +264,9 @@ int ClientSession::run() {
     print_error("lost the connection to the supervisor");
     return supervisor::kExitZwrmError;
   }
+  for (const std::string& note : ended_->notes) {
+    std::fprintf(stderr, "zwrm: run %s: %s\n", ended_->run_id.c_str(), note.c_str());
+  }
   if (ended_->exit_code == supervisor::kExitZwrmError && !ended_->detail.empty()) {
     // "failed" means the run never started, so its id names nothing.
     print_error(ended_->cause == "failed" ? ended_->detail : "run " + ended_->run_id + ": " + ended_->detail);

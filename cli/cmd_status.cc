@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "common/printable.h"
+#include "host/cgroup/run_cgroup.h"
 #include "host/supervisor/control_socket.h"
 #include "host/supervisor/reaper.h"
 #include "host/supervisor/run_request.h"
@@ -41,7 +42,7 @@ std::string command_text(const std::string& command_json) {
 }
 
 nlohmann::json run_json(const state::Run& run) {
-  return {{"id", run.id}, {"project", run.project}, {"template", run.template_name},
+  nlohmann::json value = {{"id", run.id}, {"project", run.project}, {"template", run.template_name},
           {"command", nlohmann::json::parse(run.command, nullptr, false)}, {"state", run.state},
           {"accel", run.accel}, {"cpus", run.cpus}, {"memory_mib", run.memory_mib},
           {"timeout_ms", run.timeout_ms ? nlohmann::json(*run.timeout_ms) : nlohmann::json(nullptr)},
@@ -49,7 +50,18 @@ nlohmann::json run_json(const state::Run& run) {
           {"ended_at_ms", run.ended_at_ms ? nlohmann::json(*run.ended_at_ms) : nlohmann::json(nullptr)},
           {"exit_code", run.exit_code ? nlohmann::json(*run.exit_code) : nlohmann::json(nullptr)},
           {"stop_cause", run.stop_cause}, {"stop_detail", run.stop_detail},
-          {"supervisor_pid", run.supervisor_pid}};
+          {"supervisor_pid", run.supervisor_pid},
+          {"idle_timeout_ms", run.idle_timeout_ms ? nlohmann::json(*run.idle_timeout_ms) : nlohmann::json(nullptr)},
+          {"deadline_at_ms", run.deadline_at_ms ? nlohmann::json(*run.deadline_at_ms) : nlohmann::json(nullptr)}};
+  if (run.state != "ended") {
+    if (auto usage = cgroup::read_usage(run.id)) {
+      value["usage"] = {{"cpu_us", usage->cpu.count()},
+                        {"memory_bytes", usage->memory_bytes},
+                        {"memory_limit_bytes", usage->memory_limit_bytes},
+                        {"pids", usage->pids}};
+    }
+  }
+  return value;
 }
 
 int list_runs(bool all, bool json) {
@@ -63,16 +75,27 @@ int list_runs(bool all, bool json) {
     return 0;
   }
   const std::int64_t now = state::now_unix_ms();
-  std::printf("%-12s  %-16s  %-8s  %-8s  %-5s  %4s  %8s  %-8s  %-19s  %s\n", "RUN", "PROJECT", "TEMPLATE", "STATE",
-              "ACCEL", "CPUS", "MEMORY", "UPTIME", "EXIT", "COMMAND");
+  std::printf("%-12s  %-16s  %-8s  %-8s  %-5s  %4s  %8s  %8s  %10s  %-8s  %-8s  %-19s  %s\n", "RUN", "AGENT",
+              "TEMPLATE", "STATE", "ACCEL", "CPUS", "MEMORY", "CPU TIME", "MEM USED", "UPTIME", "DEADLINE", "EXIT",
+              "COMMAND");
   for (const state::Run& run : *runs) {
     const std::string exit = run.state != "ended" ? ""
                              : run.exit_code    ? std::to_string(*run.exit_code) + " " + run.stop_cause
                                                 : run.stop_cause;
-    std::printf("%-12s  %-16s  %-8s  %-8s  %-5s  %4u  %8s  %-8s  %-19s  %s\n", run.id.c_str(), run.project.c_str(),
-                run.template_name.c_str(), run.state.c_str(), run.accel.c_str(), run.cpus,
-                sys::format_size(run.memory_mib << 20).c_str(),
-                age(run.created_at_ms, run.ended_at_ms.value_or(now)).c_str(), exit.c_str(),
+    const std::string deadline = run.state == "ended" || !run.deadline_at_ms ? "-" : age(now, *run.deadline_at_ms);
+    // Usage of the run's cgroup: the VMM and the supervisor, as the host sees them.
+    std::string cpu_time = "-";
+    std::string memory_used = "-";
+    if (run.state != "ended") {
+      if (auto usage = cgroup::read_usage(run.id)) {
+        cpu_time = sys::format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(usage->cpu));
+        memory_used = sys::format_size(usage->memory_bytes);
+      }
+    }
+    std::printf("%-12s  %-16s  %-8s  %-8s  %-5s  %4u  %8s  %8s  %10s  %-8s  %-8s  %-19s  %s\n", run.id.c_str(),
+                run.project.c_str(), run.template_name.c_str(), run.state.c_str(), run.accel.c_str(), run.cpus,
+                sys::format_size(run.memory_mib << 20).c_str(), cpu_time.c_str(), memory_used.c_str(),
+                age(run.created_at_ms, run.ended_at_ms.value_or(now)).c_str(), deadline.c_str(), exit.c_str(),
                 command_text(run.command).c_str());
   }
   return 0;
@@ -88,9 +111,9 @@ int stop_run(const std::string& id) {
     return 0;
   }
   const std::string socket = session->paths.runtime + "/" + run->id + "/control.sock";
-  if (auto sent = supervisor::send_control_frame(socket, protocol::FrameType::kStopRequest,
-                                                 supervisor::json_payload(supervisor::to_json(
-                                                     supervisor::StopRequest{"stopped", "zwrm stop"})));
+  if (auto sent = supervisor::send_control_request(socket, protocol::FrameType::kStopRequest,
+                                                   supervisor::json_payload(supervisor::to_json(
+                                                       supervisor::StopRequest{"stopped", "zwrm stop"})));
       !sent) {
     // The supervisor may have died since the session reaped lost runs.
     if (!state::supervisor_alive(*run)) {
@@ -141,6 +164,30 @@ std::string terminal_safe(std::string_view text) {
   return out;
 }
 
+int extend_run(const std::string& id, const std::string& by) {
+  auto duration = sys::parse_duration(by);
+  if (!duration) return report_error(duration.error());
+  if (duration->count() <= 0) return report_error({"invalid duration '" + printable(by) + "'; it must be longer than zero"});
+  auto session = open_session();
+  if (!session) return report_error(session.error());
+  auto run = state::find_run(*session->db, id);
+  if (!run) return report_error(run.error());
+  if (run->state == "ended") return report_error({"run " + run->id + " already ended (" + run->stop_cause + ")"});
+
+  const std::string socket = session->paths.runtime + "/" + run->id + "/control.sock";
+  auto payload = supervisor::send_control_request(socket, protocol::FrameType::kExtendRequest,
+                                                  supervisor::json_payload(supervisor::to_json(
+                                                      supervisor::ExtendRequest{duration->count()})));
+  if (!payload) return report_error(with_context(payload.error(), "cannot reach the supervisor of run " + run->id));
+  auto value = supervisor::parse_json_payload(*payload);
+  auto reply = value ? supervisor::control_reply_from_json(*value) : tl::unexpected(value.error());
+  if (!reply) return report_error(reply.error());
+  if (!reply->ok) return report_error({reply->message});
+  std::printf("run %s: deadline in %s\n", run->id.c_str(),
+              sys::format_duration(std::chrono::milliseconds(reply->deadline_in_ms.value_or(0))).c_str());
+  return 0;
+}
+
 int show_logs(const std::string& id, bool supervisor_log, bool raw) {
   auto session = open_session();
   if (!session) return report_error(session.error());
@@ -172,6 +219,15 @@ void add_status_commands(CLI::App& app, Context& context) {
   auto stop_id = std::make_shared<std::string>();
   stop->add_option("run", *stop_id, "Run id, or a unique prefix of at least 4 characters")->required();
   stop->callback([stop_id, &context] { context.exit_code = stop_run(*stop_id); });
+
+  CLI::App* extend = app.add_subcommand("extend", "Push a live run's deadline out");
+  auto extend_id = std::make_shared<std::string>();
+  auto extend_by = std::make_shared<std::string>();
+  extend->add_option("run", *extend_id, "Run id, or a unique prefix of at least 4 characters")->required();
+  extend->add_option("duration", *extend_by, "How much later the deadline falls, such as 30m or 2h")
+      ->required()
+      ->type_name("DURATION");
+  extend->callback([extend_id, extend_by, &context] { context.exit_code = extend_run(*extend_id, *extend_by); });
 
   CLI::App* logs = app.add_subcommand("logs", "Print a run's serial console log (kernel and guest init messages)");
   auto logs_id = std::make_shared<std::string>();

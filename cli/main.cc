@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   zwrm::cli::Context context;
   zwrm::cli::add_run_commands(app, context);
+  zwrm::cli::add_agent_commands(app, context);
+  zwrm::cli::add_env_commands(app, context);
   zwrm::cli::add_secret_commands(app, context);
   zwrm::cli::add_status_commands(app, context);
   zwrm::cli::add_image_commands(app, context);

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/terminal.h"
+#include "common/printable.h"
 #include "host/images/initramfs.h"
 #include "host/images/kernel.h"
 #include "host/images/template.h"
@@ -15,43 +16,13 @@
 #include "host/sys/files.h"
 #include "host/sys/units.h"
 #include "host/vmm/accel.h"
+#include "state/agents.h"
 #include "state/audit.h"
 #include "state/names.h"
-#include "state/agents.h"
 
 namespace zwrm::cli {
 
 namespace {
-
-// Guests below this cannot hold the kernel, the init and a shell with room
-// to work; the template's own needs may be higher.
-constexpr std::uint64_t kMinimumMemory = 64ull << 20;
-constexpr unsigned kMaximumCpus = 64;
-
-Result<unsigned> parse_cpus(const std::string& text) {
-  const unsigned host_cpus = std::max(1u, std::thread::hardware_concurrency());
-  const unsigned limit = std::min(host_cpus, kMaximumCpus);
-  // Digits only: strtoul alone would also take " 1", "+1" and "-1".
-  const bool digits = !text.empty() && text.size() <= 4 && text.find_first_not_of("0123456789") == std::string::npos;
-  const unsigned long value = digits ? std::stoul(text) : 0;
-  if (value < 1 || value > limit) {
-    return fail("invalid --cpus '" + state::printable(text) + "'; use a whole number from 1 to " +
-                std::to_string(limit) + " (this host has " + std::to_string(host_cpus) + " CPUs)");
-  }
-  return static_cast<unsigned>(value);
-}
-
-Result<std::uint64_t> parse_memory_mib(const std::string& text) {
-  auto bytes = sys::parse_size(text);
-  if (!bytes) return fail("invalid --memory: " + bytes.error().message);
-  const std::uint64_t host_memory =
-      static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGE_SIZE));
-  if (*bytes < kMinimumMemory || *bytes > host_memory) {
-    return fail("invalid --memory '" + state::printable(text) + "'; use from " + sys::format_size(kMinimumMemory) +
-                " up to the host's " + sys::format_size(host_memory) + " with a unit, such as 512M or 2G");
-  }
-  return *bytes >> 20;
-}
 
 Status validate_env(const std::vector<std::string>& env) {
   for (const std::string& entry : env) {
@@ -60,40 +31,17 @@ Status validate_env(const std::vector<std::string>& env) {
     bool valid = equals != std::string::npos && !key.empty() && !std::isdigit(static_cast<unsigned char>(key[0]));
     for (char c : key) valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
     if (!valid) {
-      return fail("invalid environment entry '" + state::printable(entry) +
+      return fail("invalid environment entry '" + printable(entry) +
                   "'; use KEY=VALUE with a KEY of letters, digits and '_' that does not start with a digit");
     }
   }
   return {};
 }
 
-Status record_project(const sys::Paths& paths, const std::string& project, const std::string& template_name,
-                      const images::Volume& volume) {
-  auto db = state::Database::open(paths.database);
-  if (!db) return tl::unexpected(db.error());
-  state::Agent agent;
-  agent.name = project;
-  agent.template_name = template_name;
-  agent.volume_path = volume.path;
-  agent.volume_bytes = volume.size_bytes;
-  auto inserted = state::insert_agent(**db, agent);
-  if (!inserted) return tl::unexpected(inserted.error());
-  if (*inserted) {
-    auto appended = state::append_event(**db, {project, "", state::EventSource::kHost, "agent.create",
-                                               {{"template", template_name},
-                                                {"volume", volume.path},
-                                                {"volume_bytes", volume.size_bytes},
-                                                {"volume_created", volume.created}}});
-    if (!appended) return tl::unexpected(appended.error());
-  }
-  return {};
-}
-
-// Volumes are sparse, so one larger than the free space is allowed, but the
-// guest would see write errors once the host's disk fills up: say so.
+// Volumes are sparse, so one larger than the free space is allowed. The guest
+// would see write errors once the host's disk fills up, so print a note.
 void warn_if_volume_exceeds_free_space(const sys::Paths& paths, const std::string& project, std::uint64_t size) {
   if (sys::path_exists(images::volume_path(paths, project))) return;
-  if (size == 0) size = images::kDefaultVolumeSize;
   struct statvfs info {};
   if (::statvfs(paths.volumes.c_str(), &info) != 0) return;
   const std::uint64_t free_bytes = static_cast<std::uint64_t>(info.f_bavail) * info.f_frsize;
@@ -103,52 +51,119 @@ void warn_if_volume_exceeds_free_space(const sys::Paths& paths, const std::strin
                   "; writes in the guest fail once the host's disk is full");
 }
 
+// Picks the template for this run: the agent's, unless the user named
+// another one.
+Result<std::string> resolve_template(const RunOptions& options, const std::optional<state::Agent>& agent) {
+  if (!agent) return options.template_name.empty() ? std::string("minimal") : options.template_name;
+  if (options.template_name.empty() || options.template_name == agent->template_name) return agent->template_name;
+  if (options.template_must_match) {
+    return fail("agent " + agent->name + " uses template " + agent->template_name + ", not " +
+                printable(options.template_name) + "; run `zwrm agent " + agent->template_name + " " + agent->name +
+                "`, or change it with `zwrm agent set " + agent->name + " --template " +
+                printable(options.template_name) + "`");
+  }
+  return options.template_name;
+}
+
+Status record_new_agent(state::Database& db, const state::Agent& agent, bool volume_created) {
+  auto inserted = state::insert_agent(db, agent);
+  if (!inserted) return tl::unexpected(inserted.error());
+  if (!*inserted) return {};  // another zwrm created it meanwhile: keep theirs
+  auto appended = state::append_event(db, {agent.name, "", state::EventSource::kHost, "agent.create",
+                                           agent_event_data(agent, volume_created)});
+  if (!appended) return tl::unexpected(appended.error());
+  return {};
+}
+
 }  // namespace
 
 void report_progress(std::string_view line) {
   std::fprintf(stderr, "zwrm: %.*s\n", static_cast<int>(line.size()), line.data());
 }
 
-Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys::Paths& paths) {
+nlohmann::json agent_event_data(const state::Agent& agent, bool volume_created) {
+  return {{"template", agent.template_name},
+          {"cpus", agent.cpus},
+          {"memory_mib", agent.memory_mib},
+          {"timeout_ms", agent.timeout_ms ? nlohmann::json(*agent.timeout_ms) : nlohmann::json(nullptr)},
+          {"idle_timeout_ms", agent.idle_timeout_ms ? nlohmann::json(*agent.idle_timeout_ms) : nlohmann::json(nullptr)},
+          {"volume", agent.volume_path},
+          {"volume_bytes", agent.volume_bytes},
+          {"volume_created", volume_created}};
+}
+
+Result<state::Agent> new_agent_settings(const sys::Paths& paths, const std::string& name,
+                                        const images::TemplateDefinition& definition) {
+  state::Agent agent;
+  agent.name = name;
+  agent.template_name = definition.name;
+  agent.volume_path = images::volume_path(paths, name);
+  agent.volume_bytes = images::kDefaultVolumeSize;
+  const images::TemplateDefaults& defaults = definition.defaults;
+  if (defaults.cpus) agent.cpus = std::min(*defaults.cpus, std::max(1u, std::thread::hardware_concurrency()));
+  if (defaults.memory_bytes) agent.memory_mib = *defaults.memory_bytes >> 20;
+  if (defaults.disk_bytes) agent.volume_bytes = *defaults.disk_bytes;
+  if (defaults.timeout) agent.timeout_ms = defaults.timeout->count();
+  if (defaults.idle_timeout) agent.idle_timeout_ms = defaults.idle_timeout->count();
+  return agent;
+}
+
+Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys::Paths& paths, state::Database& db) {
   supervisor::RunRequest request;
   if (auto valid = state::validate_project_name(options.project); !valid) return tl::unexpected(valid.error());
   request.project = options.project;
 
-  auto definition = images::find_template(paths, options.template_name);
+  auto existing = state::find_agent(db, options.project);
+  if (!existing) return tl::unexpected(existing.error());
+  auto template_name = resolve_template(options, *existing);
+  if (!template_name) return tl::unexpected(template_name.error());
+  auto definition = images::find_template(paths, *template_name);
   if (!definition) return tl::unexpected(definition.error());
   request.template_name = definition->name;
   request.argv = options.command.empty() ? definition->command : options.command;
   if (request.argv.empty() || request.argv[0].empty()) return fail("no command given; put it after `--`");
 
-  if (auto valid = validate_env(options.env); !valid) return tl::unexpected(valid.error());
-  for (const auto& [key, value] : definition->env) request.env.push_back(key + "=" + value);
-  request.env.insert(request.env.end(), options.env.begin(), options.env.end());
-
-  auto cpus = parse_cpus(options.cpus);
-  if (!cpus) return tl::unexpected(cpus.error());
-  request.cpus = *cpus;
-  auto memory = parse_memory_mib(options.memory);
-  if (!memory) return tl::unexpected(memory.error());
-  request.memory_mib = *memory;
-  std::uint64_t disk_bytes = 0;
-  if (!options.disk.empty()) {
-    auto disk = sys::parse_size(options.disk);
-    if (!disk) return fail("invalid --disk: " + disk.error().message);
-    if (*disk < images::kMinimumVolumeSize) {
-      return fail("invalid --disk '" + state::printable(options.disk) + "': disk too small; use at least " +
-                  sys::format_size(images::kMinimumVolumeSize));
-    }
+  // The agent as stored (or as it will be created), then this run's
+  // overrides on a copy.
+  state::Agent agent;
+  if (*existing) {
+    agent = **existing;
+  } else {
+    auto created = new_agent_settings(paths, options.project, *definition);
+    if (!created) return tl::unexpected(created.error());
+    agent = std::move(*created);
+  }
+  state::Agent run_settings = agent;
+  if (auto applied = apply_settings(options.overrides, run_settings, /*allow_none=*/false); !applied) {
+    return tl::unexpected(applied.error());
+  }
+  std::uint64_t disk_bytes = 0;  // 0: the existing volume as it is
+  if (!options.overrides.disk.empty()) {
+    auto disk = parse_disk_bytes(options.overrides.disk);
+    if (!disk) return tl::unexpected(disk.error());
     disk_bytes = *disk;
   }
-  if (!options.timeout.empty()) {
-    auto timeout = sys::parse_duration(options.timeout);
-    if (!timeout) return fail("invalid --timeout: " + timeout.error().message);
-    if (timeout->count() <= 0) return fail("invalid --timeout '" + options.timeout + "'; it must be longer than zero");
-    request.timeout_ms = timeout->count();
+  if (!*existing) {
+    if (disk_bytes == 0) disk_bytes = agent.volume_bytes;
+    agent.volume_bytes = disk_bytes;
   }
+  request.cpus = run_settings.cpus;
+  request.memory_mib = run_settings.memory_mib;
+  request.timeout_ms = run_settings.timeout_ms;
+  request.idle_timeout_ms = run_settings.idle_timeout_ms;
+
+  // Environment, lowest precedence first: template, agent, this run.
+  if (auto valid = validate_env(options.env); !valid) return tl::unexpected(valid.error());
+  for (const auto& [key, value] : definition->env) request.env.push_back(key + "=" + value);
+  auto stored_env = state::agent_env(db, options.project);
+  if (!stored_env) return tl::unexpected(stored_env.error());
+  for (const auto& [key, value] : *stored_env) request.env.push_back(key + "=" + value);
+  request.env.insert(request.env.end(), options.env.begin(), options.env.end());
+
   auto requested_accel = vmm::parse_accel(options.accel);
   if (!requested_accel) return tl::unexpected(requested_accel.error());
   request.root = options.root;
+  request.allow_no_limits = options.allow_no_limits;
   request.tty = options.tty;
   if (options.tty) {
     auto size = window_size(STDIN_FILENO).value_or(WindowSize{24, 80});
@@ -170,7 +185,7 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
   request.initramfs = {initramfs->path, initramfs->init_digest};
 
   // The accelerator is settled before anything persistent is created, so
-  // an unusable --accel kvm leaves no volume or project behind.
+  // an unusable --accel kvm leaves no volume or agent behind.
   auto vmm = vmm::make_qemu_microvm();
   auto accel = vmm::choose_accel(*requested_accel, paths, *vmm, kernel->bzimage, initramfs->path);
   if (!accel) return tl::unexpected(accel.error());
@@ -191,14 +206,15 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
   if (!image) return tl::unexpected(image.error());
   request.image = {image->path, image->digest};
 
-  warn_if_volume_exceeds_free_space(paths, request.project, disk_bytes);
+  if (!*existing) warn_if_volume_exceeds_free_space(paths, request.project, disk_bytes);
   auto volume = images::ensure_volume(paths, request.project, disk_bytes);
   if (!volume) return tl::unexpected(volume.error());
   request.volume = volume->path;
-  if (auto recorded = record_project(paths, request.project, request.template_name, *volume); !recorded) {
-    return tl::unexpected(recorded.error());
+  if (!*existing) {
+    agent.volume_path = volume->path;
+    agent.volume_bytes = volume->size_bytes;
+    if (auto recorded = record_new_agent(db, agent, volume->created); !recorded) return tl::unexpected(recorded.error());
   }
-
   return request;
 }
 

@@ -30,6 +30,7 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kRunEnded: return "run-ended";
     case FrameType::kStopRequest: return "stop-request";
     case FrameType::kNotice: return "notice";
+    case FrameType::kExtendRequest: return "extend-request";
   }
   return "unknown";
 }

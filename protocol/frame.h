@@ -39,7 +39,7 @@ enum class FrameType : std::uint8_t {
   kShutdown = 4,   // host -> guest: end all processes, sync, power off
   kFatal = 5,      // either way: an unrecoverable error text, then close
   kPing = 6,       // host -> guest: are you alive? (no payload)
-  kPong = 7,       // guest -> host: answer to kPing (no payload)
+  kPong = 7,       // guest -> host: answer to kPing, with guest CPU use (Pong)
 
   // Process streams, stream id >= 1.
   kExec = 16,      // host -> guest: start a process (ExecRequest)
@@ -58,7 +58,8 @@ enum class FrameType : std::uint8_t {
   kRunStarted = 49,  // supervisor -> client: the run's id and settings
   kRunEnded = 50,    // supervisor -> client: exit code and stop cause
   kStopRequest = 51, // client -> supervisor: end this run now
-  kNotice = 52,      // supervisor -> client: a message for the user
+  kNotice = 52,      // supervisor -> client: a message for the user, or a control reply
+  kExtendRequest = 53,  // client -> supervisor: push the run's deadline out
 };
 
 // Returns the protocol name of a frame type ("stdout"), or "unknown".

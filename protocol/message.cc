@@ -125,6 +125,12 @@ Bytes encode(const Ready& message) {
   return writer.take();
 }
 
+Bytes encode(const Pong& message) {
+  Writer writer;
+  writer.u64(message.cpu_busy_ms);
+  return writer.take();
+}
+
 Bytes encode(const Fatal& message) {
   Writer writer;
   writer.str(message.message);
@@ -135,6 +141,7 @@ Bytes encode(const ExecRequest& message) {
   Writer writer;
   writer.strings(message.argv);
   writer.strings(message.env);
+  writer.strings(message.secret_env);
   writer.str(message.cwd);
   writer.u32(message.uid);
   writer.u32(message.gid);
@@ -211,6 +218,14 @@ Result<Ready> decode_ready(std::span<const std::uint8_t> payload) {
   return message;
 }
 
+Result<Pong> decode_pong(std::span<const std::uint8_t> payload) {
+  Reader reader(payload);
+  Pong message;
+  message.cpu_busy_ms = reader.u64();
+  if (!reader.complete()) return malformed("pong");
+  return message;
+}
+
 Result<Fatal> decode_fatal(std::span<const std::uint8_t> payload) {
   Reader reader(payload);
   Fatal message;
@@ -224,6 +239,7 @@ Result<ExecRequest> decode_exec(std::span<const std::uint8_t> payload) {
   ExecRequest message;
   message.argv = reader.strings();
   message.env = reader.strings();
+  message.secret_env = reader.strings();
   message.cwd = reader.str();
   message.uid = reader.u32();
   message.gid = reader.u32();

@@ -19,7 +19,7 @@ namespace zwrm::protocol {
 
 // Raised whenever a payload layout below changes incompatibly. The host and
 // the guest init are built together, so a mismatch means a stale init image.
-inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::uint32_t kProtocolVersion = 2;
 
 using Bytes = std::vector<std::uint8_t>;
 
@@ -38,6 +38,13 @@ struct Ready {
   std::uint64_t uptime_ms = 0;  // guest uptime when root and volume were mounted
 };
 
+struct Pong {
+  // CPU time the guest spent busy since boot (user, nice, system, irq and
+  // softirq in /proc/stat), in ms. The host compares answers to tell an idle
+  // guest from a working one.
+  std::uint64_t cpu_busy_ms = 0;
+};
+
 struct Fatal {
   std::string message;
 };
@@ -45,6 +52,9 @@ struct Fatal {
 struct ExecRequest {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH of env
   std::vector<std::string> env;   // KEY=VALUE entries, the whole environment
+  // The agent's secrets, KEY=VALUE, added to the process's environment
+  // (over env) and nowhere else: the guest init never logs or keeps them.
+  std::vector<std::string> secret_env;
   std::string cwd;
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
@@ -96,6 +106,7 @@ struct ExitStatus {
 Bytes encode(const Hello& message);
 Bytes encode(const Setup& message);
 Bytes encode(const Ready& message);
+Bytes encode(const Pong& message);
 Bytes encode(const Fatal& message);
 Bytes encode(const ExecRequest& message);
 Bytes encode(const Started& message);
@@ -108,6 +119,7 @@ Bytes encode(const ExitStatus& message);
 Result<Hello> decode_hello(std::span<const std::uint8_t> payload);
 Result<Setup> decode_setup(std::span<const std::uint8_t> payload);
 Result<Ready> decode_ready(std::span<const std::uint8_t> payload);
+Result<Pong> decode_pong(std::span<const std::uint8_t> payload);
 Result<Fatal> decode_fatal(std::span<const std::uint8_t> payload);
 Result<ExecRequest> decode_exec(std::span<const std::uint8_t> payload);
 Result<Started> decode_started(std::span<const std::uint8_t> payload);

@@ -9,6 +9,7 @@ TEST(Message, ExecRequestRoundTrip) {
   ExecRequest request;
   request.argv = {"sh", "-c", "echo 'a b'"};
   request.env = {"PATH=/bin", "EMPTY="};
+  request.secret_env = {"TOKEN=s3cret"};
   request.cwd = "/workspace";
   request.uid = 1000;
   request.gid = 1000;
@@ -19,6 +20,7 @@ TEST(Message, ExecRequestRoundTrip) {
   ASSERT_TRUE(decoded) << decoded.error().message;
   EXPECT_EQ(decoded->argv, request.argv);
   EXPECT_EQ(decoded->env, request.env);
+  EXPECT_EQ(decoded->secret_env, request.secret_env);
   EXPECT_EQ(decoded->cwd, "/workspace");
   EXPECT_EQ(decoded->uid, 1000u);
   EXPECT_TRUE(decoded->tty);
@@ -82,6 +84,13 @@ TEST(Message, CreditAndEofNeedDataKind) {
   EXPECT_FALSE(decode_credit(encode(Credit{FrameType::kExec, 10})));
   EXPECT_TRUE(decode_eof(encode(Eof{FrameType::kStdin})));
   EXPECT_FALSE(decode_eof(encode(Eof{FrameType::kHello})));
+}
+
+TEST(Message, PongRoundTrip) {
+  auto decoded = decode_pong(encode(Pong{123456}));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->cpu_busy_ms, 123456u);
+  EXPECT_FALSE(decode_pong(Bytes{1, 2, 3}));
 }
 
 TEST(Message, SignalNumberRange) {

@@ -88,6 +88,12 @@ CREATE TABLE secrets (
   PRIMARY KEY (agent, name)
 );
 )sql",
+    // Runs record their idle deadline and when the hard deadline falls, so
+    // `zwrm ps` can show time left after `zwrm extend`.
+    R"sql(
+ALTER TABLE runs ADD COLUMN idle_timeout_ms INTEGER;
+ALTER TABLE runs ADD COLUMN deadline_at INTEGER;
+)sql",
 };
 
 }  // namespace

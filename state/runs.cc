@@ -14,7 +14,8 @@ namespace {
 
 constexpr const char* kColumns =
     "id, project, template, command, state, accel, cpus, memory_mib, timeout_ms, supervisor_pid, "
-    "supervisor_start_ticks, vmm_pid, created_at, ended_at, exit_code, stop_cause, stop_detail, log_dir";
+    "supervisor_start_ticks, vmm_pid, created_at, ended_at, exit_code, stop_cause, stop_detail, log_dir, "
+    "idle_timeout_ms, deadline_at";
 
 Run read_run(const Statement& row) {
   Run run;
@@ -36,6 +37,8 @@ Run read_run(const Statement& row) {
   run.stop_cause = row.text(15);
   run.stop_detail = row.text(16);
   run.log_dir = row.text(17);
+  run.idle_timeout_ms = row.optional_integer(18);
+  run.deadline_at_ms = row.optional_integer(19);
   return run;
 }
 
@@ -56,7 +59,8 @@ std::string select_runs(const char* where) { return std::string("SELECT ") + kCo
 Status insert_run(Database& db, const Run& run) {
   auto insert = db.prepare(
       "INSERT INTO runs (id, project, template, command, state, accel, cpus, memory_mib, timeout_ms, "
-      "supervisor_pid, supervisor_start_ticks, created_at, log_dir) VALUES (?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?, ?)");
+      "supervisor_pid, supervisor_start_ticks, created_at, log_dir, idle_timeout_ms, deadline_at) "
+      "VALUES (?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!insert) return tl::unexpected(insert.error());
   insert->bind(1, run.id)
       .bind(2, run.project)
@@ -69,7 +73,9 @@ Status insert_run(Database& db, const Run& run) {
       .bind(9, static_cast<std::int64_t>(run.supervisor_pid))
       .bind(10, run.supervisor_start_ticks)
       .bind(11, run.created_at_ms != 0 ? run.created_at_ms : now_unix_ms())
-      .bind(12, run.log_dir);
+      .bind(12, run.log_dir)
+      .bind(13, run.idle_timeout_ms)
+      .bind(14, run.deadline_at_ms);
   return insert->run();
 }
 
@@ -77,6 +83,13 @@ Status mark_run_running(Database& db, const std::string& id, pid_t vmm_pid, cons
   auto update = db.prepare("UPDATE runs SET state = 'running', vmm_pid = ?, accel = ? WHERE id = ? AND state = 'starting'");
   if (!update) return tl::unexpected(update.error());
   update->bind(1, static_cast<std::int64_t>(vmm_pid)).bind(2, accel).bind(3, id);
+  return update->run();
+}
+
+Status set_run_deadline(Database& db, const std::string& id, std::int64_t deadline_at_ms) {
+  auto update = db.prepare("UPDATE runs SET deadline_at = ? WHERE id = ?");
+  if (!update) return tl::unexpected(update.error());
+  update->bind(1, deadline_at_ms).bind(2, id);
   return update->run();
 }
 

@@ -25,6 +25,8 @@ struct Run {
   unsigned cpus = 0;
   std::uint64_t memory_mib = 0;
   std::optional<std::int64_t> timeout_ms;
+  std::optional<std::int64_t> idle_timeout_ms;
+  std::optional<std::int64_t> deadline_at_ms;  // when the hard deadline falls, moved by `zwrm extend`
   pid_t supervisor_pid = 0;
   std::int64_t supervisor_start_ticks = 0;  // from /proc/PID/stat, tells a reused pid apart
   std::optional<std::int64_t> vmm_pid;
@@ -41,6 +43,7 @@ struct Run {
 
 Status insert_run(Database& db, const Run& run);
 Status mark_run_running(Database& db, const std::string& id, pid_t vmm_pid, const std::string& accel);
+Status set_run_deadline(Database& db, const std::string& id, std::int64_t deadline_at_ms);
 Status mark_run_ended(Database& db, const std::string& id, std::optional<int> exit_code, const std::string& cause,
                       const std::string& detail);
 

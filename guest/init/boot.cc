@@ -6,7 +6,9 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <linux/fs.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -127,6 +129,22 @@ Status mount_agent_home(const std::string& root) {
   return {};
 }
 
+// The host grows a volume by making its image file larger; the file system
+// follows here, online, so the host never touches what the guest wrote.
+void grow_workspace_file_system(const std::string& disk, const std::string& mount_point) {
+  constexpr unsigned long kExt4ResizeFs = _IOW('f', 16, std::uint64_t);  // EXT4_IOC_RESIZE_FS, fs/ext4/ext4.h
+  UniqueFd device(::open(disk.c_str(), O_RDONLY | O_CLOEXEC));
+  std::uint64_t device_bytes = 0;
+  if (!device || ::ioctl(device.get(), BLKGETSIZE64, &device_bytes) != 0) return;
+  struct statfs info {};
+  if (::statfs(mount_point.c_str(), &info) != 0 || info.f_bsize <= 0) return;
+  std::uint64_t blocks = device_bytes / static_cast<std::uint64_t>(info.f_bsize);
+  UniqueFd directory(::open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (directory && ::ioctl(directory.get(), kExt4ResizeFs, &blocks) != 0 && errno != EINVAL) {
+    log_line("cannot grow /workspace to %llu blocks: errno %d", static_cast<unsigned long long>(blocks), errno);
+  }
+}
+
 Status mount_workspace(const std::string& root) {
   const std::string disk = find_disk_by_serial(kWorkspaceSerial);
   if (disk.empty()) return {};
@@ -135,6 +153,7 @@ Status mount_workspace(const std::string& root) {
   if (::mount(disk.c_str(), target.c_str(), "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, nullptr) != 0) {
     return fail_errno("cannot mount the project volume (" + disk + ", ext4) on /workspace");
   }
+  grow_workspace_file_system(disk, target);
   return mount_agent_home(root);
 }
 

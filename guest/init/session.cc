@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -31,6 +32,20 @@ using protocol::FrameType;
 // background child still holds the pipe open.
 constexpr std::int64_t kDrainIdleMs = 200;
 constexpr std::size_t kReadChunk = 32 * 1024;
+
+// Returns the guest's busy CPU time since boot from the first line of
+// /proc/stat ("cpu user nice system idle iowait irq softirq ..."), in ms.
+std::uint64_t cpu_busy_ms() {
+  FILE* file = std::fopen("/proc/stat", "re");
+  if (file == nullptr) return 0;
+  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  const int fields = std::fscanf(file, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle,
+                                 &iowait, &irq, &softirq);
+  std::fclose(file);
+  if (fields != 7) return 0;
+  const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+  return (user + nice + system + irq + softirq) * 1000 / static_cast<unsigned long long>(ticks_per_second);
+}
 
 std::int64_t now_ms() {
   timespec now{};
@@ -149,7 +164,7 @@ Status Session::handle_frame(protocol::Frame&& frame) {
       return {};
     }
     if (frame.type == FrameType::kPing) {
-      channel_.send(FrameType::kPong, protocol::kSessionStream, {});
+      channel_.send(FrameType::kPong, protocol::kSessionStream, protocol::encode(protocol::Pong{cpu_busy_ms()}));
       return {};
     }
     return fail(std::string("protocol violation: unexpected ") + protocol::frame_type_name(frame.type) +

@@ -10,6 +10,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -115,7 +116,16 @@ tl::expected<SpawnedProcess, protocol::ExitStatus> spawn_process(const protocol:
   }
 
   std::vector<std::string> argv_storage = request.argv;
-  std::vector<std::string> env_storage = request.env;
+  // A secret replaces a plain variable of the same name (getenv returns the
+  // first match, so the plain one is dropped rather than shadowed).
+  std::vector<std::string> env_storage;
+  for (const std::string& entry : request.env) {
+    const std::string key = entry.substr(0, entry.find('=') + 1);
+    const bool replaced = std::any_of(request.secret_env.begin(), request.secret_env.end(),
+                                      [&](const std::string& secret) { return secret.compare(0, key.size(), key) == 0; });
+    if (!replaced) env_storage.push_back(entry);
+  }
+  env_storage.insert(env_storage.end(), request.secret_env.begin(), request.secret_env.end());
   std::vector<char*> argv;
   std::vector<char*> envp;
   for (std::string& arg : argv_storage) argv.push_back(arg.data());

@@ -8,6 +8,7 @@ namespace zwrm::supervisor {
 namespace {
 
 constexpr std::string_view kPanicMarker = "Kernel panic";
+constexpr std::string_view kOomMarker = "Out of memory: Killed process";
 
 void write_all(int fd, const char* data, std::size_t size) {
   while (size > 0) {
@@ -28,11 +29,15 @@ Result<ConsoleLog> ConsoleLog::create(const std::string& path, std::uint64_t cap
 }
 
 void ConsoleLog::append(const char* data, std::size_t size) {
-  if (!saw_panic_) {
-    const std::string window = tail_ + std::string(data, size);
-    saw_panic_ = window.find(kPanicMarker) != std::string::npos;
-    tail_ = window.substr(window.size() > kPanicMarker.size() ? window.size() - kPanicMarker.size() : 0);
+  // tail_ keeps the end of the previous chunk, short enough that a marker
+  // found in the window cannot have been counted already.
+  const std::string window = tail_ + std::string(data, size);
+  if (window.find(kPanicMarker) != std::string::npos) saw_panic_ = true;
+  for (std::size_t at = window.find(kOomMarker); at != std::string::npos; at = window.find(kOomMarker, at + 1)) {
+    ++oom_kills_;
   }
+  const std::size_t keep = kOomMarker.size() - 1;
+  tail_ = window.substr(window.size() > keep ? window.size() - keep : 0);
   const std::uint64_t room = written_ < cap_ ? cap_ - written_ : 0;
   const std::size_t kept = static_cast<std::size_t>(std::min<std::uint64_t>(room, size));
   if (kept > 0) {

@@ -24,6 +24,10 @@ class ConsoleLog {
   std::uint64_t dropped_bytes() const { return dropped_; }
   // True once the guest kernel printed "Kernel panic".
   bool saw_kernel_panic() const { return saw_panic_; }
+  // Processes the guest kernel's OOM killer ended, counted from its
+  // "Out of memory: Killed process" lines. The guest writes the console,
+  // so this is a report for the user, not evidence.
+  std::uint64_t oom_kills() const { return oom_kills_; }
 
  private:
   ConsoleLog(UniqueFd fd, std::uint64_t cap) : fd_(std::move(fd)), cap_(cap) {}
@@ -33,6 +37,7 @@ class ConsoleLog {
   std::uint64_t written_ = 0;
   std::uint64_t dropped_ = 0;
   bool saw_panic_ = false;
+  std::uint64_t oom_kills_ = 0;
   std::string tail_;  // end of the previous chunk, to match text split across reads
 };
 

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <optional>
 #include <cstring>
 
 namespace zwrm::supervisor {
@@ -63,14 +65,23 @@ void ControlSocket::service(int fd, const Handler& handler) {
                             [fd](const Connection& connection) { return connection.channel->fd() == fd; });
   if (found == connections_.end()) return;
   const PeerCredentials peer = found->peer;
+  bool answered = false;
   auto open = found->channel->receive([&](protocol::Frame&& frame) -> Status {
-    handler(frame, peer);
+    if (answered) return {};
+    found->channel->send(protocol::FrameType::kNotice, 0, handler(frame, peer));
+    answered = true;
     return {};
   });
-  if (!open || !*open) connections_.erase(found);
+  if (answered) {
+    // A reply is a few hundred bytes: it fits the socket buffer, so one
+    // flush sends it, and a peer that does not read loses only its reply.
+    (void)found->channel->flush();
+  }
+  if (answered || !open || !*open) connections_.erase(found);
 }
 
-Status send_control_frame(const std::string& path, protocol::FrameType type, const std::vector<std::uint8_t>& payload) {
+Result<std::vector<std::uint8_t>> send_control_request(const std::string& path, protocol::FrameType type,
+                                                       const std::vector<std::uint8_t>& payload) {
   auto address = socket_address(path);
   if (!address) return tl::unexpected(address.error());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -83,7 +94,22 @@ Status send_control_frame(const std::string& path, protocol::FrameType type, con
   if (::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size())) {
     return fail_errno("cannot send to " + path);
   }
-  return {};
+
+  protocol::Channel channel(std::move(fd));
+  std::optional<std::vector<std::uint8_t>> reply;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!reply && std::chrono::steady_clock::now() < deadline) {
+    pollfd ready{channel.fd(), POLLIN, 0};
+    ::poll(&ready, 1, 100);
+    auto open = channel.receive([&](protocol::Frame&& frame) -> Status {
+      reply = std::move(frame.payload);
+      return {};
+    });
+    if (!open) return tl::unexpected(open.error());
+    if (!*open && !reply) return fail("the supervisor closed " + path + " without replying");
+  }
+  if (!reply) return fail("the supervisor did not reply on " + path + " within 10 s");
+  return std::move(*reply);
 }
 
 }  // namespace zwrm::supervisor

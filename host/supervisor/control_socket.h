@@ -24,8 +24,9 @@ struct PeerCredentials {
 
 class ControlSocket {
  public:
-  // Called for each complete frame a permitted peer sends.
-  using Handler = std::function<void(const protocol::Frame&, const PeerCredentials&)>;
+  // Called for each complete frame a permitted peer sends; returns the JSON
+  // payload of the kNotice reply sent back before the connection closes.
+  using Handler = std::function<std::vector<std::uint8_t>(const protocol::Frame&, const PeerCredentials&)>;
 
   static Result<ControlSocket> listen(const std::string& path);
 
@@ -36,8 +37,9 @@ class ControlSocket {
   // Accepts one pending connection; drops it when the peer is neither this
   // process's user nor root, or when too many are open.
   void accept_connection();
-  // Reads from the connection with this descriptor and passes frames on.
-  // Closes it on end of file or a malformed frame.
+  // Reads from the connection with this descriptor, passes the first frame
+  // to handler, replies and closes the connection. Also closes it on end of
+  // file or a malformed frame.
   void service(int fd, const Handler& handler);
 
  private:
@@ -51,8 +53,10 @@ class ControlSocket {
   std::vector<Connection> connections_;
 };
 
-// Connects to a run's control socket, sends one frame and waits for the
-// supervisor to close the connection or reply. Used by `zwrm stop`.
-Status send_control_frame(const std::string& path, protocol::FrameType type, const std::vector<std::uint8_t>& payload);
+// Connects to a run's control socket, sends one frame and returns the
+// payload of the supervisor's reply (waiting up to 10 s). Used by `zwrm stop`
+// and `zwrm extend`.
+Result<std::vector<std::uint8_t>> send_control_request(const std::string& path, protocol::FrameType type,
+                                                       const std::vector<std::uint8_t>& payload);
 
 }  // namespace zwrm::supervisor

@@ -1,5 +1,6 @@
 #include "host/supervisor/reaper.h"
 
+#include "host/cgroup/run_cgroup.h"
 #include "host/sys/files.h"
 #include "state/audit.h"
 #include "state/runs.h"
@@ -22,6 +23,14 @@ Result<int> reap_lost_runs(state::Database& db, const sys::Paths& paths) {
                                              {{"exit_code", nullptr}, {"cause", "supervisor-lost"}, {"detail", detail}}});
     if (!appended) return tl::unexpected(appended.error());
     ++reaped;
+  }
+  if (reaped > 0) {
+    // The lost supervisors' cgroups are empty now that their VMMs are gone.
+    auto live = state::list_runs(db, /*live_only=*/true);
+    if (!live) return tl::unexpected(live.error());
+    std::vector<std::string> live_ids;
+    for (const state::Run& run : *live) live_ids.push_back(run.id);
+    (void)cgroup::remove_stale(live_ids);
   }
   return reaped;
 }

@@ -76,6 +76,7 @@ json to_json(const RunRequest& request) {
   json value = {{"project", request.project},   {"template", request.template_name},
                 {"argv", request.argv},         {"env", request.env},
                 {"root", request.root},         {"tty", request.tty},
+                {"allow_no_limits", request.allow_no_limits},
                 {"rows", request.rows},         {"cols", request.cols},
                 {"cpus", request.cpus},         {"memory_mib", request.memory_mib},
                 {"accel", request.accel},       {"accel_reason", request.accel_reason},
@@ -84,6 +85,7 @@ json to_json(const RunRequest& request) {
                 {"image", artifact_json(request.image)},
                 {"volume", request.volume}};
   value["timeout_ms"] = request.timeout_ms ? json(*request.timeout_ms) : json(nullptr);
+  value["idle_timeout_ms"] = request.idle_timeout_ms ? json(*request.idle_timeout_ms) : json(nullptr);
   return value;
 }
 
@@ -96,11 +98,13 @@ Result<RunRequest> run_request_from_json(const json& value) {
     request.env = value.at("env").get<std::vector<std::string>>();
     request.root = value.at("root").get<bool>();
     request.tty = value.at("tty").get<bool>();
+    request.allow_no_limits = value.at("allow_no_limits").get<bool>();
     request.rows = value.at("rows").get<std::uint16_t>();
     request.cols = value.at("cols").get<std::uint16_t>();
     request.cpus = value.at("cpus").get<unsigned>();
     request.memory_mib = value.at("memory_mib").get<std::uint64_t>();
     if (!value.at("timeout_ms").is_null()) request.timeout_ms = value.at("timeout_ms").get<std::int64_t>();
+    if (!value.at("idle_timeout_ms").is_null()) request.idle_timeout_ms = value.at("idle_timeout_ms").get<std::int64_t>();
     request.accel = value.at("accel").get<std::string>();
     request.accel_reason = value.at("accel_reason").get<std::string>();
     request.kernel = artifact_from(value.at("kernel"));
@@ -118,13 +122,38 @@ Result<RunStarted> run_started_from_json(const json& value) {
 }
 
 json to_json(const RunEnded& ended) {
-  return {{"run", ended.run_id}, {"exit_code", ended.exit_code}, {"cause", ended.cause}, {"detail", ended.detail}};
+  return {{"run", ended.run_id},
+          {"exit_code", ended.exit_code},
+          {"cause", ended.cause},
+          {"detail", ended.detail},
+          {"notes", ended.notes}};
 }
 
 Result<RunEnded> run_ended_from_json(const json& value) {
   return parse_message("run ended", [&] {
     return RunEnded{value.at("run").get<std::string>(), value.at("exit_code").get<int>(),
-                    value.at("cause").get<std::string>(), value.at("detail").get<std::string>()};
+                    value.at("cause").get<std::string>(), value.at("detail").get<std::string>(),
+                    value.value("notes", std::vector<std::string>())};
+  });
+}
+
+json to_json(const ExtendRequest& extend) { return {{"by_ms", extend.by_ms}}; }
+
+Result<ExtendRequest> extend_request_from_json(const json& value) {
+  return parse_message("extend request", [&] { return ExtendRequest{value.at("by_ms").get<std::int64_t>()}; });
+}
+
+json to_json(const ControlReply& reply) {
+  return {{"ok", reply.ok},
+          {"message", reply.message},
+          {"deadline_in_ms", reply.deadline_in_ms ? json(*reply.deadline_in_ms) : json(nullptr)}};
+}
+
+Result<ControlReply> control_reply_from_json(const json& value) {
+  return parse_message("control reply", [&] {
+    ControlReply reply{value.at("ok").get<bool>(), value.at("message").get<std::string>(), std::nullopt};
+    if (!value.at("deadline_in_ms").is_null()) reply.deadline_in_ms = value.at("deadline_in_ms").get<std::int64_t>();
+    return reply;
   });
 }
 

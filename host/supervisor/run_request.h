@@ -29,11 +29,15 @@ struct RunRequest {
   std::vector<std::string> env;  // KEY=VALUE, added to the defaults (PATH, HOME, ...)
   bool root = false;             // run as root instead of the agent user
   bool tty = false;
+  // Run without the host cgroup when this host cannot provide one; the run
+  // records that its limits were not applied.
+  bool allow_no_limits = false;
   std::uint16_t rows = 0;
   std::uint16_t cols = 0;
   unsigned cpus = 1;
   std::uint64_t memory_mib = 512;
   std::optional<std::int64_t> timeout_ms;
+  std::optional<std::int64_t> idle_timeout_ms;
   std::string accel;         // kvm or tcg, already resolved
   std::string accel_reason;
   Artifact kernel;
@@ -53,6 +57,7 @@ struct RunEnded {
   int exit_code = 125;
   std::string cause;   // see state::Run::stop_cause
   std::string detail;  // one sentence for the user; empty for a plain exit
+  std::vector<std::string> notes;  // things the user should know, such as a guest OOM kill
 };
 
 struct StopRequest {
@@ -77,6 +82,21 @@ nlohmann::json to_json(const RunStarted& started);
 Result<RunStarted> run_started_from_json(const nlohmann::json& json);
 nlohmann::json to_json(const RunEnded& ended);
 Result<RunEnded> run_ended_from_json(const nlohmann::json& json);
+struct ExtendRequest {
+  std::int64_t by_ms = 0;  // how far to push the hard deadline out
+};
+
+// The supervisor's answer to a control request (stop, extend).
+struct ControlReply {
+  bool ok = true;
+  std::string message;                          // an error for the user when !ok
+  std::optional<std::int64_t> deadline_in_ms;   // time left to the hard deadline, after an extend
+};
+
+nlohmann::json to_json(const ExtendRequest& extend);
+Result<ExtendRequest> extend_request_from_json(const nlohmann::json& json);
+nlohmann::json to_json(const ControlReply& reply);
+Result<ControlReply> control_reply_from_json(const nlohmann::json& json);
 nlohmann::json to_json(const StopRequest& stop);
 Result<StopRequest> stop_request_from_json(const nlohmann::json& json);
 

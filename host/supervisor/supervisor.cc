@@ -13,12 +13,16 @@
 #include <cstring>
 #include <optional>
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include "host/cgroup/limits.h"
+#include "host/cgroup/run_cgroup.h"
 #include "host/images/volume.h"
 #include "host/supervisor/console_log.h"
 #include "host/supervisor/control_socket.h"
 #include "host/supervisor/exec_relay.h"
+#include "host/supervisor/guest_monitor.h"
 #include "host/supervisor/exit_codes.h"
 #include "host/supervisor/run_request.h"
 #include "host/sys/files.h"
@@ -28,6 +32,7 @@
 #include "host/vmm/vmm.h"
 #include "state/audit.h"
 #include "state/runs.h"
+#include "state/secrets.h"
 
 namespace zwrm::supervisor {
 
@@ -46,13 +51,6 @@ constexpr std::chrono::seconds kBootTimeoutKvm{30};
 // rest is margin before the VMM is killed.
 constexpr std::chrono::seconds kShutdownGrace{5};
 constexpr std::chrono::seconds kRequestTimeout{10};
-// A guest that sends nothing for kPingAfter gets a ping; one that stays
-// silent for kUnresponsiveAfter is taken for dead. That catches a guest
-// kernel that halted (root can `poweroff -f`, which without ACPI stops the
-// CPUs but not QEMU) or hung. The init answers from its event loop, which
-// stays responsive even while the command's output is throttled.
-constexpr std::chrono::seconds kPingAfter{10};
-constexpr std::chrono::seconds kUnresponsiveAfter{30};
 // After the guest side of the control channel closes, QEMU is normally
 // exiting; give it this long before killing it.
 constexpr std::chrono::seconds kExitGrace{2};
@@ -74,18 +72,24 @@ class Supervisor {
  private:
   Status receive_request();
   Status prepare_run();
+  Status apply_limits();
   Status start_vm();
   void event_loop();
   void teardown();
 
   void handle_guest_frame(protocol::Frame&& frame);
   void handle_client_frame(protocol::Frame&& frame);
-  void handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer);
+  std::vector<std::uint8_t> handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer);
+  ControlReply extend_deadline(const protocol::Frame& frame, const PeerCredentials& peer);
+  void handle_pong(const protocol::Frame& frame);
+  void note_activity() { monitor_.on_activity(Clock::now()); }
   void read_console();
   void handle_signals();
   void handle_timers();
   void handle_vmm_exit(int status);
   void send_exec();
+  // Decrypts the agent's secrets as KEY=VALUE entries for the exec request.
+  Result<std::vector<std::string>> reveal_secrets();
   void client_gone();
 
   // Starts ending the run. The first cause wins; later calls only escalate.
@@ -120,8 +124,8 @@ class Supervisor {
   std::optional<Clock::time_point> run_deadline_;
   std::optional<Clock::time_point> kill_deadline_;
   std::optional<Clock::time_point> exec_started_at_;
-  Clock::time_point last_guest_frame_at_ = Clock::now();
-  bool ping_outstanding_ = false;
+  GuestMonitor monitor_{std::nullopt, 1};
+  std::optional<cgroup::RunCgroup> cgroup_;
 };
 
 void Supervisor::record(const std::string& type, json data) {
@@ -165,6 +169,9 @@ Status Supervisor::prepare_run() {
   log_dir_ = paths_.logs + "/" + run_id_;
   if (auto made = sys::make_directories(log_dir_, 0700); !made) return made;
   sys::log_to_file("supervisor", log_dir_ + "/supervisor.log");
+  monitor_ = GuestMonitor(request_.idle_timeout_ms ? std::optional(std::chrono::milliseconds(*request_.idle_timeout_ms))
+                                                   : std::nullopt,
+                          request_.cpus);
   spdlog::info("run {} for project {} starting", run_id_, request_.project);
 
   auto lock = images::lock_volume(request_.volume);
@@ -186,6 +193,8 @@ Status Supervisor::prepare_run() {
   run.cpus = request_.cpus;
   run.memory_mib = request_.memory_mib;
   run.timeout_ms = request_.timeout_ms;
+  run.idle_timeout_ms = request_.idle_timeout_ms;
+  if (request_.timeout_ms) run.deadline_at_ms = state::now_unix_ms() + *request_.timeout_ms;
   run.supervisor_pid = ::getpid();
   run.supervisor_start_ticks = state::process_start_ticks(::getpid());
   run.log_dir = log_dir_;
@@ -202,6 +211,7 @@ Status Supervisor::prepare_run() {
                        {"cpus", request_.cpus},
                        {"memory_mib", request_.memory_mib},
                        {"timeout_ms", request_.timeout_ms ? json(*request_.timeout_ms) : json(nullptr)},
+                       {"idle_timeout_ms", request_.idle_timeout_ms ? json(*request_.idle_timeout_ms) : json(nullptr)},
                        {"accel", request_.accel},
                        {"accel_reason", request_.accel_reason},
                        {"kernel_digest", request_.kernel.digest},
@@ -212,7 +222,34 @@ Status Supervisor::prepare_run() {
   return {};
 }
 
+Status Supervisor::apply_limits() {
+  const cgroup::Limits limits{request_.cpus, cgroup::vmm_memory_ceiling(request_.memory_mib << 20),
+                              cgroup::kRunPidsMax};
+  auto group = cgroup::RunCgroup::create(run_id_, limits);
+  if (!group) {
+    if (!request_.allow_no_limits) {
+      return fail(group.error().message + "; or run with --no-limits to go without host resource limits");
+    }
+    spdlog::warn("running without host resource limits (--no-limits): {}", group.error().message);
+    record("run.limits", {{"applied", false}, {"reason", group.error().message}});
+    return {};
+  }
+  if (auto added = group->add_process(::getpid()); !added) {
+    (void)group->remove(::getpid());
+    return added;
+  }
+  spdlog::info("limits: {} CPUs, {} bytes of memory, {} tasks in {}", limits.cpus, limits.memory_bytes, limits.pids,
+               group->describe());
+  record("run.limits", {{"applied", true}, {"cpus", limits.cpus}, {"memory_bytes", limits.memory_bytes},
+                        {"pids", limits.pids}, {"cgroup", group->describe()}});
+  cgroup_ = std::move(*group);
+  return {};
+}
+
 Status Supervisor::start_vm() {
+  // The VMM inherits the supervisor's cgroup, so the limits apply first.
+  if (auto limited = apply_limits(); !limited) return limited;
+
   run_dir_ = paths_.runtime + "/" + run_id_;
   if (auto made = sys::make_directories(run_dir_, 0700); !made) return made;
   auto control = ControlSocket::listen(run_dir_ + "/control.sock");
@@ -259,26 +296,55 @@ Status Supervisor::start_vm() {
   return state::mark_run_running(*db_, run_id_, vmm_pid_, request_.accel);
 }
 
+Result<std::vector<std::string>> Supervisor::reveal_secrets() {
+  auto names = state::list_secrets(*db_, request_.project);
+  if (!names) return tl::unexpected(names.error());
+  std::vector<std::string> entries;
+  if (names->empty()) return entries;  // no key file needed
+  auto store = state::SecretStore::open(*db_);
+  if (!store) return tl::unexpected(store.error());
+  auto secrets = store->reveal_all(request_.project);
+  if (!secrets) return tl::unexpected(secrets.error());
+  for (auto& [name, value] : *secrets) {
+    entries.push_back(name + "=" + value);
+    OPENSSL_cleanse(value.data(), value.size());
+  }
+  return entries;
+}
+
 void Supervisor::send_exec() {
-  const protocol::ExecRequest exec = make_exec_request(request_);
-  const bool root = request_.root;
+  protocol::ExecRequest exec = make_exec_request(request_);
+  auto secrets = reveal_secrets();
+  if (!secrets) {
+    stop({kExitZwrmError, "failed", "cannot deliver the agent's secrets: " + secrets.error().message});
+    return;
+  }
+  json secret_names = json::array();
+  for (const std::string& entry : *secrets) secret_names.push_back(entry.substr(0, entry.find('=')));
+  exec.secret_env = std::move(*secrets);
+
   auto payload = protocol::encode(exec);
+  // The plaintext leaves this process only inside the frame; wipe the
+  // copies that stay behind.
+  for (std::string& entry : exec.secret_env) OPENSSL_cleanse(entry.data(), entry.size());
   if (payload.size() > protocol::kMaxPayload) {
-    stop({kExitZwrmError, "failed", "the command line and environment exceed 64 KiB"});
+    OPENSSL_cleanse(payload.data(), payload.size());
+    stop({kExitZwrmError, "failed",
+          "the command, its environment and the agent's secrets exceed the 64 KiB an exec request can carry"});
     return;
   }
   guest_->send(FrameType::kExec, kMainStream, payload);
+  OPENSSL_cleanse(payload.data(), payload.size());
   exec_started_at_ = Clock::now();
   // Only now may the client send stdin, window sizes and signals: the guest
   // has the process stream they belong to.
   if (client_) client_->send(FrameType::kRunStarted, 0, json_payload(to_json(RunStarted{run_id_})));
-  record("run.exec", {{"stream", kMainStream}, {"argv", exec.argv}, {"user", root ? "root" : "agent"},
-                      {"cwd", exec.cwd}, {"tty", exec.tty}});
+  record("run.exec", {{"stream", kMainStream}, {"argv", exec.argv}, {"user", request_.root ? "root" : "agent"},
+                      {"cwd", exec.cwd}, {"tty", exec.tty}, {"secret_names", secret_names}});
 }
 
 void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
-  last_guest_frame_at_ = Clock::now();
-  ping_outstanding_ = false;
+  monitor_.on_guest_frame(Clock::now());
   if (frame.stream != protocol::kSessionStream) {
     if (frame.stream != kMainStream || phase_ < Phase::kRunning) {
       stop({kExitZwrmError, "protocol-error", "the guest sent a frame on unknown stream " + std::to_string(frame.stream)});
@@ -288,6 +354,7 @@ void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
       stop({kExitZwrmError, "protocol-error", handled.error().message});
       return;
     }
+    if (frame.type == FrameType::kStdout || frame.type == FrameType::kStderr) note_activity();
     if (frame.type == FrameType::kExit && relay_->exit_status()) {
       const protocol::ExitStatus& status = *relay_->exit_status();
       const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *exec_started_at_);
@@ -300,6 +367,7 @@ void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
 
   switch (frame.type) {
     case FrameType::kPong:
+      handle_pong(frame);
       return;
     case FrameType::kHello: {
       auto hello = protocol::decode_hello(frame.payload);
@@ -326,6 +394,7 @@ void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
       spdlog::info("guest ready after {} ms of guest uptime", ready->uptime_ms);
       phase_ = Phase::kRunning;
       boot_deadline_.reset();
+      monitor_.start(Clock::now());
       send_exec();
       return;
     }
@@ -353,17 +422,52 @@ void Supervisor::handle_client_frame(protocol::Frame&& frame) {
     return;
   }
   if (frame.stream != kMainStream || phase_ != Phase::kRunning) return;
+  if (frame.type != FrameType::kCredit) note_activity();
   if (auto handled = relay_->on_client_frame(frame); !handled) {
     spdlog::error("client protocol violation: {}", handled.error().message);
     client_gone();
   }
 }
 
-void Supervisor::handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer) {
-  if (frame.type != FrameType::kStopRequest) return;
-  record("run.stop-request", {{"by_uid", peer.uid}, {"by_pid", peer.pid}});
-  stop({kExitStopped, "stopped",
-        "stopped by `zwrm stop` (uid " + std::to_string(peer.uid) + ", pid " + std::to_string(peer.pid) + ")"});
+std::vector<std::uint8_t> Supervisor::handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer) {
+  ControlReply reply;
+  if (frame.type == FrameType::kStopRequest) {
+    record("run.stop-request", {{"by_uid", peer.uid}, {"by_pid", peer.pid}});
+    stop({kExitStopped, "stopped",
+          "stopped by `zwrm stop` (uid " + std::to_string(peer.uid) + ", pid " + std::to_string(peer.pid) + ")"});
+  } else if (frame.type == FrameType::kExtendRequest) {
+    reply = extend_deadline(frame, peer);
+  } else {
+    reply = {false, std::string("unsupported control request ") + protocol::frame_type_name(frame.type), {}};
+  }
+  return json_payload(to_json(reply));
+}
+
+ControlReply Supervisor::extend_deadline(const protocol::Frame& frame, const PeerCredentials& peer) {
+  auto value = parse_json_payload(frame.payload);
+  auto request = value ? extend_request_from_json(*value) : tl::unexpected(value.error());
+  if (!request || request->by_ms <= 0) return {false, "invalid extend request", {}};
+  if (!run_deadline_) {
+    return {false, "run " + run_id_ + " has no deadline to extend" +
+                       (phase_ >= Phase::kStopping ? std::string(" (it is ending)") : std::string()),
+            {}};
+  }
+  *run_deadline_ += std::chrono::milliseconds(request->by_ms);
+  note_activity();
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*run_deadline_ - Clock::now()).count();
+  (void)state::set_run_deadline(*db_, run_id_, state::now_unix_ms() + left);
+  record("run.extend", {{"by_ms", request->by_ms}, {"deadline_in_ms", left}, {"by_uid", peer.uid}, {"by_pid", peer.pid}});
+  spdlog::info("deadline extended by {} ms; {} ms left", request->by_ms, left);
+  return {true, "", left};
+}
+
+void Supervisor::handle_pong(const protocol::Frame& frame) {
+  auto pong = protocol::decode_pong(frame.payload);
+  if (!pong) {
+    stop({kExitZwrmError, "protocol-error", pong.error().message});
+    return;
+  }
+  monitor_.on_pong(pong->cpu_busy_ms, Clock::now());
 }
 
 void Supervisor::client_gone() {
@@ -414,7 +518,11 @@ void Supervisor::handle_vmm_exit(int status) {
   if (console_ && console_->saw_kernel_panic()) {
     stop({kExitZwrmError, "guest-crash", "the guest kernel panicked; see `zwrm logs " + run_id_ + "`"});
   } else if (WIFSIGNALED(status)) {
-    stop({kExitZwrmError, "vmm-crash", std::string("the VMM was killed by signal ") + strsignal(WTERMSIG(status))});
+    const bool out_of_memory = cgroup_ && cgroup_->usage() && cgroup_->usage()->oom_kills > 0;
+    stop({kExitZwrmError, "vmm-crash",
+          out_of_memory ? "the host's OOM killer ended the VMM at the run's memory ceiling of " +
+                              sys::format_size(cgroup::vmm_memory_ceiling(request_.memory_mib << 20))
+                        : std::string("the VMM was killed by signal ") + strsignal(WTERMSIG(status))});
   } else if (WEXITSTATUS(status) != 0) {
     stop({kExitZwrmError, "vmm-crash",
           "the VMM exited with status " + std::to_string(WEXITSTATUS(status)) + "; see " + log_dir_ + "/vmm.log"});
@@ -442,14 +550,20 @@ void Supervisor::handle_timers() {
     kill_vmm();
   }
   if (phase_ == Phase::kRunning) {
-    if (now - last_guest_frame_at_ >= kUnresponsiveAfter) {
+    if (monitor_.unresponsive(now)) {
       stop({kExitZwrmError, "guest-crash",
-            "the guest stopped responding for " + std::to_string(kUnresponsiveAfter.count()) +
+            "the guest stopped responding for " + std::to_string(GuestMonitor::kUnresponsiveAfter.count()) +
                 " s (it halted or hung); see `zwrm logs " + run_id_ + "`"});
-    } else if (now - last_guest_frame_at_ >= kPingAfter && !ping_outstanding_) {
+    } else if (monitor_.ping_due(now)) {
       guest_->send(FrameType::kPing, protocol::kSessionStream);
-      ping_outstanding_ = true;
+      monitor_.ping_sent(now);
     }
+  }
+  if (phase_ == Phase::kRunning && monitor_.idle(now)) {
+    record("run.idle", {{"idle_timeout_ms", *request_.idle_timeout_ms}});
+    stop({kExitDeadline, "idle",
+          "the run was idle for " + sys::format_duration(std::chrono::milliseconds(*request_.idle_timeout_ms)) +
+              " (no terminal input or output and no guest CPU use)"});
   }
   if (boot_deadline_ && now >= *boot_deadline_) {
     boot_deadline_.reset();
@@ -465,11 +579,9 @@ void Supervisor::handle_timers() {
 
 int Supervisor::poll_timeout_ms() const {
   std::optional<Clock::time_point> next;
-  std::optional<Clock::time_point> heartbeat;
-  if (phase_ == Phase::kRunning) {
-    heartbeat = last_guest_frame_at_ + (ping_outstanding_ ? kUnresponsiveAfter : kPingAfter);
-  }
-  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_, heartbeat}) {
+  const std::optional<Clock::time_point> watch =
+      phase_ == Phase::kRunning ? monitor_.next_wakeup() : std::optional<Clock::time_point>();
+  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_, watch}) {
     if (deadline && (!next || *deadline < *next)) next = deadline;
   }
   if (!next) return -1;
@@ -521,7 +633,7 @@ void Supervisor::event_loop() {
     for (std::size_t i = 5; i < fds.size(); ++i) {
       if (fds[i].revents) {
         control_->service(fds[i].fd, [this](const protocol::Frame& frame, const PeerCredentials& peer) {
-          handle_control_frame(frame, peer);
+          return handle_control_frame(frame, peer);
         });
       }
     }
@@ -548,13 +660,22 @@ void Supervisor::teardown() {
   }
   control_.reset();
   if (!run_dir_.empty()) (void)sys::remove_tree(run_dir_);
+  std::uint64_t host_oom_kills = 0;
+  if (cgroup_) {
+    if (auto usage = cgroup_->usage(); usage) host_oom_kills = usage->oom_kills;
+    if (auto removed = cgroup_->remove(::getpid()); !removed) {
+      spdlog::error("cannot remove the run's cgroup: {}", removed.error().message);
+    }
+  }
 
   const Outcome outcome = outcome_.value_or(Outcome{kExitZwrmError, "failed", "the run ended for an unknown reason"});
   const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_at_);
   if (run_recorded_) {
     record("run.end", {{"exit_code", outcome.exit_code}, {"cause", outcome.cause}, {"detail", outcome.detail},
                        {"duration_ms", duration.count()},
-                       {"console_bytes_dropped", console_ ? console_->dropped_bytes() : 0}});
+                       {"console_bytes_dropped", console_ ? console_->dropped_bytes() : 0},
+                       {"guest_oom_kills", console_ ? console_->oom_kills() : 0},
+                       {"host_oom_kills", host_oom_kills}});
     if (auto ended = state::mark_run_ended(*db_, run_id_, outcome.exit_code, outcome.cause, outcome.detail); !ended) {
       spdlog::error("cannot record the end of the run: {}", ended.error().message);
     }
@@ -563,7 +684,12 @@ void Supervisor::teardown() {
   volume_lock_.reset();
 
   if (client_) {
-    client_->send(FrameType::kRunEnded, 0, json_payload(to_json(RunEnded{run_id_, outcome.exit_code, outcome.cause, outcome.detail})));
+    RunEnded ended{run_id_, outcome.exit_code, outcome.cause, outcome.detail, {}};
+    if (console_ && console_->oom_kills() > 0) {
+      ended.notes.push_back("the guest ran out of memory: its OOM killer ended " + std::to_string(console_->oom_kills()) +
+                            " process(es); give the run more --memory, or see `zwrm logs " + run_id_ + "`");
+    }
+    client_->send(FrameType::kRunEnded, 0, json_payload(to_json(ended)));
     const auto deadline = Clock::now() + std::chrono::seconds(5);
     while (client_->has_pending() && Clock::now() < deadline) {
       pollfd fd{client_->fd(), POLLOUT, 0};
