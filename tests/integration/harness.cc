@@ -35,7 +35,8 @@ namespace fs = std::filesystem;
 // Variables that point zwrm at state or artifacts. The harness sets the
 // first two itself and drops the rest, so the developer's own settings
 // cannot redirect the binary under test.
-constexpr const char* kOwnedVariables[] = {"ZWRM_HOME", "ZWRM_CACHE_DIR", "ZWRM_INIT", "ZWRM_DATA_DIR"};
+constexpr const char* kOwnedVariables[] = {"ZWRM_HOME", "ZWRM_CACHE_DIR", "ZWRM_INIT", "ZWRM_DATA_DIR",
+                                           "ZWRM_SECRET_KEY"};
 
 std::string read_whole_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
@@ -377,6 +378,8 @@ std::vector<std::string> TestHome::environment() const {
   }
   env.push_back("ZWRM_HOME=" + home_);
   env.push_back("ZWRM_CACHE_DIR=" + cache_);
+  // Each test has its own secret key, never the host's.
+  env.push_back("ZWRM_SECRET_KEY=" + root_ + "/keys/secret.key");
   for (const auto& [name, value] : extra_env_) env.push_back(name + "=" + value);
   return env;
 }

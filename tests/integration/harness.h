@@ -172,6 +172,9 @@ class TestHome {
   const std::string& home() const { return home_; }
   // A directory for the test's own files, outside ZWRM_HOME.
   const std::string& scratch() const { return scratch_; }
+  // ZWRM_SECRET_KEY for every zwrm started through this object: the
+  // test's own key, under the test directory.
+  std::string secret_key() const { return root_ + "/keys/secret.key"; }
   // ZWRM_CACHE_DIR for every zwrm started through this object.
   const std::string& cache() const { return cache_; }
   void set_cache(std::string cache) { cache_ = std::move(cache); }
