@@ -23,7 +23,9 @@ namespace zwrm::state {
 // Size of the host key file in bytes (an AES-256 key).
 inline constexpr std::size_t kSecretKeyBytes = 32;
 // Maximum length of a secret value in bytes.
-inline constexpr std::size_t kMaxSecretValueBytes = 64 * 1024;
+// A process's command line, environment and secrets travel in one 64 KiB
+// exec request, so one secret may take at most half of it.
+inline constexpr std::size_t kMaxSecretValueBytes = 32 * 1024;
 // Maximum length of a secret name.
 inline constexpr std::size_t kMaxSecretNameLength = 128;
 
@@ -77,7 +79,7 @@ class SecretStore {
   // stores it, replacing any value of that name. The associated data is
   // agent + '\0' + name, so a ciphertext copied to another agent or name
   // fails to decrypt. Fails when the agent does not exist, the name is
-  // invalid, or value is empty, longer than 64 KiB, or contains a NUL byte
+  // invalid, or value is empty, longer than 32 KiB, or contains a NUL byte
   // (an environment variable cannot hold one). A single statement, so it
   // can run inside the caller's transaction.
   Status set(const std::string& agent, const std::string& name, std::string_view value);
