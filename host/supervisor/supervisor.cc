@@ -13,120 +13,23 @@
 #include <cstring>
 #include <optional>
 
-#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include "host/cgroup/limits.h"
-#include "host/cgroup/run_cgroup.h"
 #include "host/images/volume.h"
-#include "host/supervisor/console_log.h"
-#include "host/supervisor/control_socket.h"
-#include "host/supervisor/exec_relay.h"
-#include "host/supervisor/guest_monitor.h"
-#include "host/supervisor/exit_codes.h"
-#include "host/supervisor/run_request.h"
+#include "host/supervisor/supervisor_impl.h"
 #include "host/sys/files.h"
 #include "host/sys/log.h"
-#include "host/sys/paths.h"
 #include "host/sys/units.h"
 #include "host/vmm/vmm.h"
 #include "state/audit.h"
 #include "state/runs.h"
-#include "state/secrets.h"
 
 namespace zwrm::supervisor {
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
+using Clock = Supervisor::Clock;
 using protocol::FrameType;
 using nlohmann::json;
-
-// Under TCG the guest is ready about 1.2 s after QEMU starts on an idle
-// 2-core host (bench/boot). A minute leaves room for a loaded host with many
-// VMs booting at once.
-constexpr std::chrono::seconds kBootTimeoutTcg{60};
-constexpr std::chrono::seconds kBootTimeoutKvm{30};
-// The guest init gives processes 2 s to exit after SIGTERM, then syncs; the
-// rest is margin before the VMM is killed.
-constexpr std::chrono::seconds kShutdownGrace{5};
-constexpr std::chrono::seconds kRequestTimeout{10};
-// After the guest side of the control channel closes, QEMU is normally
-// exiting; give it this long before killing it.
-constexpr std::chrono::seconds kExitGrace{2};
-
-enum class Phase { kBooting, kSettingUp, kRunning, kStopping, kEnded };
-
-struct Outcome {
-  int exit_code = kExitZwrmError;
-  std::string cause;
-  std::string detail;
-};
-
-class Supervisor {
- public:
-  explicit Supervisor(int client_fd) : client_(std::make_unique<protocol::Channel>(UniqueFd(client_fd))) {}
-
-  int run();
-
- private:
-  Status receive_request();
-  Status prepare_run();
-  Status apply_limits();
-  Status start_vm();
-  void event_loop();
-  void teardown();
-
-  void handle_guest_frame(protocol::Frame&& frame);
-  void handle_client_frame(protocol::Frame&& frame);
-  std::vector<std::uint8_t> handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer);
-  ControlReply extend_deadline(const protocol::Frame& frame, const PeerCredentials& peer);
-  void handle_pong(const protocol::Frame& frame);
-  void note_activity() { monitor_.on_activity(Clock::now()); }
-  void read_console();
-  void handle_signals();
-  void handle_timers();
-  void handle_vmm_exit(int status);
-  void send_exec();
-  // Decrypts the agent's secrets as KEY=VALUE entries for the exec request.
-  Result<std::vector<std::string>> reveal_secrets();
-  void client_gone();
-
-  // Starts ending the run. The first cause wins; later calls only escalate.
-  void stop(Outcome outcome);
-  void kill_vmm();
-  void record(const std::string& type, json data);
-  int poll_timeout_ms() const;
-
-  std::unique_ptr<protocol::Channel> client_;
-  std::unique_ptr<protocol::Channel> guest_;
-  std::unique_ptr<ExecRelay> relay_;
-  std::optional<ConsoleLog> console_;
-  std::optional<ControlSocket> control_;
-  UniqueFd console_fd_;
-  UniqueFd signal_fd_;
-  UniqueFd volume_lock_;
-  UniqueFd vmm_log_;
-
-  sys::Paths paths_;
-  std::unique_ptr<state::Database> db_;
-  RunRequest request_;
-  std::string run_id_;
-  bool run_recorded_ = false;  // the runs row exists, so the end must be recorded too
-  std::string run_dir_;
-  std::string log_dir_;
-  pid_t vmm_pid_ = -1;
-  bool guest_open_ = true;
-  Phase phase_ = Phase::kBooting;
-  std::optional<Outcome> outcome_;
-  Clock::time_point started_at_ = Clock::now();
-  std::optional<Clock::time_point> boot_deadline_;
-  std::optional<Clock::time_point> run_deadline_;
-  std::optional<Clock::time_point> kill_deadline_;
-  std::optional<Clock::time_point> exec_started_at_;
-  GuestMonitor monitor_{std::nullopt, 1};
-  std::optional<cgroup::RunCgroup> cgroup_;
-};
 
 void Supervisor::record(const std::string& type, json data) {
   if (!db_) return;
@@ -296,188 +199,6 @@ Status Supervisor::start_vm() {
   return state::mark_run_running(*db_, run_id_, vmm_pid_, request_.accel);
 }
 
-Result<std::vector<std::string>> Supervisor::reveal_secrets() {
-  auto names = state::list_secrets(*db_, request_.project);
-  if (!names) return tl::unexpected(names.error());
-  std::vector<std::string> entries;
-  if (names->empty()) return entries;  // no key file needed
-  auto store = state::SecretStore::open(*db_);
-  if (!store) return tl::unexpected(store.error());
-  auto secrets = store->reveal_all(request_.project);
-  if (!secrets) return tl::unexpected(secrets.error());
-  for (auto& [name, value] : *secrets) {
-    entries.push_back(name + "=" + value);
-    OPENSSL_cleanse(value.data(), value.size());
-  }
-  return entries;
-}
-
-void Supervisor::send_exec() {
-  protocol::ExecRequest exec = make_exec_request(request_);
-  auto secrets = reveal_secrets();
-  if (!secrets) {
-    stop({kExitZwrmError, "failed", "cannot deliver the agent's secrets: " + secrets.error().message});
-    return;
-  }
-  json secret_names = json::array();
-  for (const std::string& entry : *secrets) secret_names.push_back(entry.substr(0, entry.find('=')));
-  exec.secret_env = std::move(*secrets);
-
-  auto payload = protocol::encode(exec);
-  // The plaintext leaves this process only inside the frame; wipe the
-  // copies that stay behind.
-  for (std::string& entry : exec.secret_env) OPENSSL_cleanse(entry.data(), entry.size());
-  if (payload.size() > protocol::kMaxPayload) {
-    OPENSSL_cleanse(payload.data(), payload.size());
-    stop({kExitZwrmError, "failed",
-          "the command, its environment and the agent's secrets exceed the 64 KiB an exec request can carry"});
-    return;
-  }
-  guest_->send(FrameType::kExec, kMainStream, payload);
-  OPENSSL_cleanse(payload.data(), payload.size());
-  exec_started_at_ = Clock::now();
-  // Only now may the client send stdin, window sizes and signals: the guest
-  // has the process stream they belong to.
-  if (client_) client_->send(FrameType::kRunStarted, 0, json_payload(to_json(RunStarted{run_id_})));
-  record("run.exec", {{"stream", kMainStream}, {"argv", exec.argv}, {"user", request_.root ? "root" : "agent"},
-                      {"cwd", exec.cwd}, {"tty", exec.tty}, {"secret_names", secret_names}});
-}
-
-void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
-  monitor_.on_guest_frame(Clock::now());
-  if (frame.stream != protocol::kSessionStream) {
-    if (frame.stream != kMainStream || phase_ < Phase::kRunning) {
-      stop({kExitZwrmError, "protocol-error", "the guest sent a frame on unknown stream " + std::to_string(frame.stream)});
-      return;
-    }
-    if (auto handled = relay_->on_guest_frame(frame); !handled) {
-      stop({kExitZwrmError, "protocol-error", handled.error().message});
-      return;
-    }
-    if (frame.type == FrameType::kStdout || frame.type == FrameType::kStderr) note_activity();
-    if (frame.type == FrameType::kExit && relay_->exit_status()) {
-      const protocol::ExitStatus& status = *relay_->exit_status();
-      const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *exec_started_at_);
-      record("run.exit", {{"stream", kMainStream}, {"status", status.shell_status()}, {"duration_ms", duration.count()},
-                          {"message", status.message}});
-      stop({status.shell_status(), "exit", status.message});
-    }
-    return;
-  }
-
-  switch (frame.type) {
-    case FrameType::kPong:
-      handle_pong(frame);
-      return;
-    case FrameType::kHello: {
-      auto hello = protocol::decode_hello(frame.payload);
-      if (!hello || hello->protocol_version != protocol::kProtocolVersion || phase_ != Phase::kBooting) {
-        stop({kExitZwrmError, "protocol-error", "the guest init speaks another protocol version; rebuild zwrm"});
-        return;
-      }
-      const std::string seed = sys::random_bytes(32);
-      protocol::Setup setup;
-      setup.realtime_ns = static_cast<std::uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-      setup.entropy.assign(seed.begin(), seed.end());
-      setup.hostname = request_.project;
-      guest_->send(FrameType::kSetup, protocol::kSessionStream, protocol::encode(setup));
-      phase_ = Phase::kSettingUp;
-      return;
-    }
-    case FrameType::kReady: {
-      auto ready = protocol::decode_ready(frame.payload);
-      if (!ready || phase_ != Phase::kSettingUp) {
-        stop({kExitZwrmError, "protocol-error", "the guest sent an unexpected ready frame"});
-        return;
-      }
-      spdlog::info("guest ready after {} ms of guest uptime", ready->uptime_ms);
-      phase_ = Phase::kRunning;
-      boot_deadline_.reset();
-      monitor_.start(Clock::now());
-      send_exec();
-      return;
-    }
-    case FrameType::kFatal: {
-      auto fatal = protocol::decode_fatal(frame.payload);
-      const std::string message = fatal ? fatal->message : "an unreadable error";
-      stop({kExitZwrmError, "boot-failed", "the guest failed to boot: " + message});
-      return;
-    }
-    default:
-      stop({kExitZwrmError, "protocol-error",
-            std::string("the guest sent an unexpected ") + protocol::frame_type_name(frame.type) + " frame"});
-  }
-}
-
-void Supervisor::handle_client_frame(protocol::Frame&& frame) {
-  if (frame.type == FrameType::kStopRequest) {
-    auto value = parse_json_payload(frame.payload);
-    auto request = value ? stop_request_from_json(*value) : tl::unexpected(value.error());
-    const bool interrupted = request && request->reason == "interrupted";
-    int exit_code = interrupted ? kExitInterrupted : kExitStopped;
-    if (request && request->signal >= 1 && request->signal <= 64) exit_code = 128 + request->signal;
-    stop({exit_code, interrupted ? "interrupted" : "stopped",
-          request && !request->detail.empty() ? request->detail : "the client asked to stop the run"});
-    return;
-  }
-  if (frame.stream != kMainStream || phase_ != Phase::kRunning) return;
-  if (frame.type != FrameType::kCredit) note_activity();
-  if (auto handled = relay_->on_client_frame(frame); !handled) {
-    spdlog::error("client protocol violation: {}", handled.error().message);
-    client_gone();
-  }
-}
-
-std::vector<std::uint8_t> Supervisor::handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer) {
-  ControlReply reply;
-  if (frame.type == FrameType::kStopRequest) {
-    record("run.stop-request", {{"by_uid", peer.uid}, {"by_pid", peer.pid}});
-    stop({kExitStopped, "stopped",
-          "stopped by `zwrm stop` (uid " + std::to_string(peer.uid) + ", pid " + std::to_string(peer.pid) + ")"});
-  } else if (frame.type == FrameType::kExtendRequest) {
-    reply = extend_deadline(frame, peer);
-  } else {
-    reply = {false, std::string("unsupported control request ") + protocol::frame_type_name(frame.type), {}};
-  }
-  return json_payload(to_json(reply));
-}
-
-ControlReply Supervisor::extend_deadline(const protocol::Frame& frame, const PeerCredentials& peer) {
-  auto value = parse_json_payload(frame.payload);
-  auto request = value ? extend_request_from_json(*value) : tl::unexpected(value.error());
-  if (!request || request->by_ms <= 0) return {false, "invalid extend request", {}};
-  if (!run_deadline_) {
-    return {false, "run " + run_id_ + " has no deadline to extend" +
-                       (phase_ >= Phase::kStopping ? std::string(" (it is ending)") : std::string()),
-            {}};
-  }
-  *run_deadline_ += std::chrono::milliseconds(request->by_ms);
-  note_activity();
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*run_deadline_ - Clock::now()).count();
-  (void)state::set_run_deadline(*db_, run_id_, state::now_unix_ms() + left);
-  record("run.extend", {{"by_ms", request->by_ms}, {"deadline_in_ms", left}, {"by_uid", peer.uid}, {"by_pid", peer.pid}});
-  spdlog::info("deadline extended by {} ms; {} ms left", request->by_ms, left);
-  return {true, "", left};
-}
-
-void Supervisor::handle_pong(const protocol::Frame& frame) {
-  auto pong = protocol::decode_pong(frame.payload);
-  if (!pong) {
-    stop({kExitZwrmError, "protocol-error", pong.error().message});
-    return;
-  }
-  monitor_.on_pong(pong->cpu_busy_ms, Clock::now());
-}
-
-void Supervisor::client_gone() {
-  if (!client_) return;
-  spdlog::warn("the client disconnected");
-  relay_->detach_client();
-  client_.reset();
-  stop({kExitZwrmError, "client-lost", "the client disconnected"});
-}
-
 void Supervisor::read_console() {
   char buffer[16 * 1024];
   const ssize_t count = ::read(console_fd_.get(), buffer, sizeof buffer);
@@ -508,27 +229,6 @@ void Supervisor::stop(Outcome outcome) {
 void Supervisor::kill_vmm() {
   if (vmm_pid_ > 0) ::kill(vmm_pid_, SIGKILL);
   kill_deadline_.reset();
-}
-
-void Supervisor::handle_vmm_exit(int status) {
-  vmm_pid_ = -1;
-  const bool expected = phase_ == Phase::kStopping;
-  phase_ = Phase::kEnded;
-  if (expected) return;
-  if (console_ && console_->saw_kernel_panic()) {
-    stop({kExitZwrmError, "guest-crash", "the guest kernel panicked; see `zwrm logs " + run_id_ + "`"});
-  } else if (WIFSIGNALED(status)) {
-    const bool out_of_memory = cgroup_ && cgroup_->usage() && cgroup_->usage()->oom_kills > 0;
-    stop({kExitZwrmError, "vmm-crash",
-          out_of_memory ? "the host's OOM killer ended the VMM at the run's memory ceiling of " +
-                              sys::format_size(cgroup::vmm_memory_ceiling(request_.memory_mib << 20))
-                        : std::string("the VMM was killed by signal ") + strsignal(WTERMSIG(status))});
-  } else if (WEXITSTATUS(status) != 0) {
-    stop({kExitZwrmError, "vmm-crash",
-          "the VMM exited with status " + std::to_string(WEXITSTATUS(status)) + "; see " + log_dir_ + "/vmm.log"});
-  } else {
-    stop({kExitZwrmError, "guest-poweroff", "the guest rebooted or powered off before the command ended"});
-  }
 }
 
 void Supervisor::handle_signals() {
@@ -719,8 +419,6 @@ int Supervisor::run() {
   teardown();
   return started ? 0 : 1;
 }
-
-}  // namespace
 
 int run_supervisor(int client_fd) {
   Supervisor supervisor(client_fd);

@@ -1,0 +1,73 @@
+// The client side of a run: frames from the attached client, requests on
+// the run's control socket (stop, extend), and a client that goes away.
+#include <spdlog/spdlog.h>
+
+#include "host/supervisor/supervisor_impl.h"
+#include "state/runs.h"
+
+namespace zwrm::supervisor {
+
+using Clock = Supervisor::Clock;
+using protocol::FrameType;
+using nlohmann::json;
+
+void Supervisor::handle_client_frame(protocol::Frame&& frame) {
+  if (frame.type == FrameType::kStopRequest) {
+    auto value = parse_json_payload(frame.payload);
+    auto request = value ? stop_request_from_json(*value) : tl::unexpected(value.error());
+    const bool interrupted = request && request->reason == "interrupted";
+    int exit_code = interrupted ? kExitInterrupted : kExitStopped;
+    if (request && request->signal >= 1 && request->signal <= 64) exit_code = 128 + request->signal;
+    stop({exit_code, interrupted ? "interrupted" : "stopped",
+          request && !request->detail.empty() ? request->detail : "the client asked to stop the run"});
+    return;
+  }
+  if (frame.stream != kMainStream || phase_ != Phase::kRunning) return;
+  if (frame.type != FrameType::kCredit) note_activity();
+  if (auto handled = relay_->on_client_frame(frame); !handled) {
+    spdlog::error("client protocol violation: {}", handled.error().message);
+    client_gone();
+  }
+}
+
+std::vector<std::uint8_t> Supervisor::handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer) {
+  ControlReply reply;
+  if (frame.type == FrameType::kStopRequest) {
+    record("run.stop-request", {{"by_uid", peer.uid}, {"by_pid", peer.pid}});
+    stop({kExitStopped, "stopped",
+          "stopped by `zwrm stop` (uid " + std::to_string(peer.uid) + ", pid " + std::to_string(peer.pid) + ")"});
+  } else if (frame.type == FrameType::kExtendRequest) {
+    reply = extend_deadline(frame, peer);
+  } else {
+    reply = {false, std::string("unsupported control request ") + protocol::frame_type_name(frame.type), {}};
+  }
+  return json_payload(to_json(reply));
+}
+
+ControlReply Supervisor::extend_deadline(const protocol::Frame& frame, const PeerCredentials& peer) {
+  auto value = parse_json_payload(frame.payload);
+  auto request = value ? extend_request_from_json(*value) : tl::unexpected(value.error());
+  if (!request || request->by_ms <= 0) return {false, "invalid extend request", {}};
+  if (!run_deadline_) {
+    return {false, "run " + run_id_ + " has no deadline to extend" +
+                       (phase_ >= Phase::kStopping ? std::string(" (it is ending)") : std::string()),
+            {}};
+  }
+  *run_deadline_ += std::chrono::milliseconds(request->by_ms);
+  note_activity();
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*run_deadline_ - Clock::now()).count();
+  (void)state::set_run_deadline(*db_, run_id_, state::now_unix_ms() + left);
+  record("run.extend", {{"by_ms", request->by_ms}, {"deadline_in_ms", left}, {"by_uid", peer.uid}, {"by_pid", peer.pid}});
+  spdlog::info("deadline extended by {} ms; {} ms left", request->by_ms, left);
+  return {true, "", left};
+}
+
+void Supervisor::client_gone() {
+  if (!client_) return;
+  spdlog::warn("the client disconnected");
+  relay_->detach_client();
+  client_.reset();
+  stop({kExitZwrmError, "client-lost", "the client disconnected"});
+}
+
+}  // namespace zwrm::supervisor
