@@ -7,7 +7,7 @@ packages=(
   # build
   cmake g++ make pkg-config
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libexpected-dev
-  libssl-dev libtomlplusplus-dev libgtest-dev
+  libssl-dev libtomlplusplus-dev libgtest-dev libidn2-dev
   # guest kernel: source and build tools
   linux-source-6.1 bc flex bison libelf-dev lz4 xz-utils
   # runs: the VMM, image and volume tools
