@@ -25,6 +25,10 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kWindow: return "window";
     case FrameType::kSignal: return "signal";
     case FrameType::kExit: return "exit";
+    case FrameType::kTcpAccepted: return "tcp-accepted";
+    case FrameType::kTcpConnect: return "tcp-connect";
+    case FrameType::kTcpData: return "tcp-data";
+    case FrameType::kTcpClose: return "tcp-close";
     case FrameType::kRunRequest: return "run-request";
     case FrameType::kRunStarted: return "run-started";
     case FrameType::kRunEnded: return "run-ended";

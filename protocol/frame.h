@@ -11,8 +11,11 @@
 //   12      n     payload
 //
 // Streams multiplex independent exchanges: stream 0 carries session frames
-// (hello, setup, shutdown), each process started in the guest has its own
-// stream id chosen by the host. The payload layout of each type is in
+// (hello, setup, shutdown), each process started in the guest and each TCP
+// connection has its own stream. The host chooses ids below
+// kFirstGuestStream (processes, connections into the guest), the guest
+// chooses ids from kFirstGuestStream up (connections to the egress proxy),
+// each side in increasing order. The payload layout of each type is in
 // message.h. A receiver treats any frame that breaks these rules as a
 // protocol violation and closes the channel.
 #pragma once
@@ -30,6 +33,7 @@ inline constexpr std::size_t kHeaderSize = 12;
 // at most this size, so no receiver ever buffers more for one frame.
 inline constexpr std::uint32_t kMaxPayload = 64 * 1024;
 inline constexpr std::uint32_t kSessionStream = 0;
+inline constexpr std::uint32_t kFirstGuestStream = 0x8000'0000;
 
 enum class FrameType : std::uint8_t {
   // Session, stream 0.
@@ -52,6 +56,13 @@ enum class FrameType : std::uint8_t {
   kWindow = 23,    // host -> guest: terminal size in rows and columns
   kSignal = 24,    // host -> guest: send a signal to the process
   kExit = 25,      // guest -> host: how the process ended (ExitStatus)
+
+  // TCP connection streams. Data, kEof and kCredit work as on process
+  // streams, with kTcpData as their kind; kEof is a half-close.
+  kTcpAccepted = 32,  // guest -> host: a guest process connected to the egress proxy port (no payload)
+  kTcpConnect = 33,   // host -> guest: connect to a port on the guest's loopback (TcpConnect)
+  kTcpData = 34,      // either way: bytes of the connection
+  kTcpClose = 35,     // either way: the connection is gone; the stream id is not used again (TcpClose)
 
   // Client <-> supervisor only. Payloads are JSON objects.
   kRunRequest = 48,  // client -> supervisor: configuration of a new run

@@ -85,6 +85,8 @@ class Reader {
   bool ok_ = true;
 };
 
+constexpr std::size_t kMaxCloseReason = 1024;
+
 tl::unexpected<Error> malformed(const char* what) {
   return fail(std::string("protocol violation: malformed ") + what + " payload");
 }
@@ -92,7 +94,8 @@ tl::unexpected<Error> malformed(const char* what) {
 }  // namespace
 
 bool is_data_kind(FrameType type) {
-  return type == FrameType::kStdin || type == FrameType::kStdout || type == FrameType::kStderr;
+  return type == FrameType::kStdin || type == FrameType::kStdout || type == FrameType::kStderr ||
+         type == FrameType::kTcpData;
 }
 
 int ExitStatus::shell_status() const {
@@ -188,6 +191,18 @@ Bytes encode(const ExitStatus& message) {
   writer.u8(static_cast<std::uint8_t>(message.kind));
   writer.u32(static_cast<std::uint32_t>(message.code));
   writer.str(message.message);
+  return writer.take();
+}
+
+Bytes encode(const TcpConnect& message) {
+  Writer writer;
+  writer.u16(message.port);
+  return writer.take();
+}
+
+Bytes encode(const TcpClose& message) {
+  Writer writer;
+  writer.str(message.reason.substr(0, kMaxCloseReason));
   return writer.take();
 }
 
@@ -305,6 +320,22 @@ Result<ExitStatus> decode_exit(std::span<const std::uint8_t> payload) {
                               ? message.code >= 1 && message.code <= 64
                               : message.code >= 0 && message.code <= 255;
   if (!code_valid) return malformed("exit");
+  return message;
+}
+
+Result<TcpConnect> decode_tcp_connect(std::span<const std::uint8_t> payload) {
+  Reader reader(payload);
+  TcpConnect message;
+  message.port = reader.u16();
+  if (!reader.complete() || message.port == 0) return malformed("tcp-connect");
+  return message;
+}
+
+Result<TcpClose> decode_tcp_close(std::span<const std::uint8_t> payload) {
+  Reader reader(payload);
+  TcpClose message;
+  message.reason = reader.str();
+  if (!reader.complete() || message.reason.size() > kMaxCloseReason) return malformed("tcp-close");
   return message;
 }
 

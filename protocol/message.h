@@ -19,7 +19,7 @@ namespace zwrm::protocol {
 
 // Raised whenever a payload layout below changes incompatibly. The host and
 // the guest init are built together, so a mismatch means a stale init image.
-inline constexpr std::uint32_t kProtocolVersion = 2;
+inline constexpr std::uint32_t kProtocolVersion = 3;
 
 using Bytes = std::vector<std::uint8_t>;
 
@@ -67,7 +67,8 @@ struct Started {
   std::uint32_t pid = 0;
 };
 
-// Names one direction of a process stream: kStdin, kStdout or kStderr.
+// Names one direction of a stream's data: kStdin, kStdout or kStderr on a
+// process stream, kTcpData on a connection stream.
 using DataKind = FrameType;
 bool is_data_kind(FrameType type);
 
@@ -87,6 +88,14 @@ struct Window {
 
 struct Signal {
   std::uint32_t number = 0;  // 1..64
+};
+
+struct TcpConnect {
+  std::uint16_t port = 0;  // 1..65535, on 127.0.0.1 in the guest
+};
+
+struct TcpClose {
+  std::string reason;  // empty for an orderly close; else why, for logs (at most 1 KiB)
 };
 
 struct ExitStatus {
@@ -115,6 +124,8 @@ Bytes encode(const Credit& message);
 Bytes encode(const Window& message);
 Bytes encode(const Signal& message);
 Bytes encode(const ExitStatus& message);
+Bytes encode(const TcpConnect& message);
+Bytes encode(const TcpClose& message);
 
 Result<Hello> decode_hello(std::span<const std::uint8_t> payload);
 Result<Setup> decode_setup(std::span<const std::uint8_t> payload);
@@ -128,5 +139,7 @@ Result<Credit> decode_credit(std::span<const std::uint8_t> payload);
 Result<Window> decode_window(std::span<const std::uint8_t> payload);
 Result<Signal> decode_signal(std::span<const std::uint8_t> payload);
 Result<ExitStatus> decode_exit(std::span<const std::uint8_t> payload);
+Result<TcpConnect> decode_tcp_connect(std::span<const std::uint8_t> payload);
+Result<TcpClose> decode_tcp_close(std::span<const std::uint8_t> payload);
 
 }  // namespace zwrm::protocol

@@ -86,6 +86,23 @@ TEST(Message, CreditAndEofNeedDataKind) {
   EXPECT_FALSE(decode_eof(encode(Eof{FrameType::kHello})));
 }
 
+TEST(Message, TcpFramesRoundTrip) {
+  auto connect = decode_tcp_connect(encode(TcpConnect{8080}));
+  ASSERT_TRUE(connect);
+  EXPECT_EQ(connect->port, 8080);
+  EXPECT_FALSE(decode_tcp_connect(encode(TcpConnect{0})));
+  auto close = decode_tcp_close(encode(TcpClose{"connection refused"}));
+  ASSERT_TRUE(close);
+  EXPECT_EQ(close->reason, "connection refused");
+  EXPECT_TRUE(decode_eof(encode(Eof{FrameType::kTcpData})));
+}
+
+TEST(Message, OverlongCloseReasonIsMalformed) {
+  Bytes payload = {0x01, 0x04, 0x00, 0x00};  // a 1025-byte string
+  payload.resize(payload.size() + 1025, 'x');
+  EXPECT_FALSE(decode_tcp_close(payload));
+}
+
 TEST(Message, PongRoundTrip) {
   auto decoded = decode_pong(encode(Pong{123456}));
   ASSERT_TRUE(decoded);
