@@ -17,6 +17,7 @@
 
 #include "guest/init/log.h"
 #include "guest/init/spawn.h"
+#include "guest/init/tcp_streams.h"
 #include "protocol/flow.h"
 #include "protocol/message.h"
 
@@ -76,7 +77,7 @@ struct Process {
 
 class Session {
  public:
-  explicit Session(protocol::Channel& channel) : channel_(channel) {}
+  explicit Session(protocol::Channel& channel) : channel_(channel), tcp_(channel) {}
 
   Status run();
 
@@ -92,6 +93,7 @@ class Session {
   void send(FrameType type, std::uint32_t stream, const Bytes& payload) { channel_.send(type, stream, payload); }
 
   protocol::Channel& channel_;
+  TcpStreams tcp_;
   UniqueFd signal_fd_;
   std::map<std::uint32_t, std::unique_ptr<Process>> processes_;
   bool shutdown_ = false;
@@ -103,6 +105,9 @@ Status Session::run() {
   sigaddset(&mask, SIGCHLD);
   signal_fd_.reset(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signal_fd_) return fail_errno("cannot create a signalfd");
+  // Without the proxy port, processes get "connection refused" from the
+  // proxy address, which is the right failure: nothing else is reachable.
+  if (auto listening = tcp_.listen_proxy(); !listening) log_line("%s", listening.error().message.c_str());
 
   while (!shutdown_) {
     // Rebuilt every round: a handful of descriptors, and interest depends on
@@ -130,6 +135,9 @@ Status Session::run() {
       }
     }
 
+    const std::size_t first_tcp = fds.size();
+    tcp_.add_poll_fds(fds);
+
     const bool draining = std::any_of(processes_.begin(), processes_.end(),
                                       [](const auto& entry) { return entry.second->exited; });
     if (::poll(fds.data(), fds.size(), draining ? 50 : -1) < 0 && errno != EINTR) {
@@ -148,9 +156,10 @@ Status Session::run() {
     for (std::size_t i = first_output; i < first_stdin; ++i) {
       if (fds[i].revents) read_output(*owners[i - first_output].first, *owners[i - first_output].second);
     }
-    for (std::size_t i = first_stdin; i < fds.size(); ++i) {
+    for (std::size_t i = first_stdin; i < first_tcp; ++i) {
       if (fds[i].revents) write_stdin(*stdin_owners[i - first_stdin]);
     }
+    tcp_.handle_poll(fds, first_tcp);
     finish_exited_processes();
     if (auto flushed = channel_.flush(); !flushed) return flushed;
   }
@@ -161,6 +170,7 @@ Status Session::handle_frame(protocol::Frame&& frame) {
   if (frame.stream == protocol::kSessionStream) {
     if (frame.type == FrameType::kShutdown) {
       shutdown_ = true;
+      tcp_.close_all();
       return {};
     }
     if (frame.type == FrameType::kPing) {
@@ -170,6 +180,7 @@ Status Session::handle_frame(protocol::Frame&& frame) {
     return fail(std::string("protocol violation: unexpected ") + protocol::frame_type_name(frame.type) +
                 " frame on the session stream");
   }
+  if (tcp_.owns(frame)) return tcp_.on_frame(frame);
   if (frame.type == FrameType::kExec) return handle_exec(frame.stream, frame);
   auto found = processes_.find(frame.stream);
   // Frames for a process that already ended are late, not wrong: the host

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "guest/init/tcp_streams.h"
+
 namespace zwrm::guest {
 
 namespace {
@@ -105,6 +107,23 @@ protocol::ExitStatus start_failure(int code, std::string message) {
   return protocol::ExitStatus{protocol::ExitStatus::Kind::kFailedToStart, code, std::move(message)};
 }
 
+// Points every process at the egress proxy, the guest's only way out,
+// unless the request sets a variable itself. Programs differ in which
+// spelling they read, so all four are set.
+void add_proxy_variables(std::vector<std::string>& env) {
+  const std::string proxy = kProxyUrl;
+  const std::pair<const char*, std::string> variables[] = {
+      {"HTTP_PROXY", proxy}, {"HTTPS_PROXY", proxy}, {"http_proxy", proxy}, {"https_proxy", proxy},
+      {"NO_PROXY", "localhost,127.0.0.1,::1"}, {"no_proxy", "localhost,127.0.0.1,::1"},
+  };
+  for (const auto& [name, value] : variables) {
+    const std::string prefix = std::string(name) + "=";
+    const bool present = std::any_of(env.begin(), env.end(),
+                                     [&](const std::string& entry) { return entry.compare(0, prefix.size(), prefix) == 0; });
+    if (!present) env.push_back(prefix + value);
+  }
+}
+
 }  // namespace
 
 tl::expected<SpawnedProcess, protocol::ExitStatus> spawn_process(const protocol::ExecRequest& request) {
@@ -126,6 +145,7 @@ tl::expected<SpawnedProcess, protocol::ExitStatus> spawn_process(const protocol:
     if (!replaced) env_storage.push_back(entry);
   }
   env_storage.insert(env_storage.end(), request.secret_env.begin(), request.secret_env.end());
+  add_proxy_variables(env_storage);
   std::vector<char*> argv;
   std::vector<char*> envp;
   for (std::string& arg : argv_storage) argv.push_back(arg.data());
