@@ -20,6 +20,7 @@
 #include "state/audit.h"
 #include "state/names.h"
 #include "state/runs.h"
+#include "state/policy.h"
 #include "state/secrets.h"
 
 namespace zwrm::cli {
@@ -96,6 +97,7 @@ int create_agent(const std::string& name, const SettingsInput& input) {
   if (auto recorded = record(*session->db, name, "agent.create", agent_event_data(*agent, volume->created)); !recorded) {
     return report_error(recorded.error());
   }
+  if (auto seeded = seed_agent_policy(session->paths, *session->db, *agent); !seeded) return report_error(seeded.error());
   std::printf("created agent %s (template %s, %s volume%s)\n", name.c_str(), agent->template_name.c_str(),
               sys::format_size(agent->volume_bytes).c_str(), volume->created ? "" : ", existing");
   return 0;
@@ -197,6 +199,9 @@ int show_agent(const std::string& name, bool as_json) {
   auto secrets = state::list_secrets(*session->db, name);
   if (!secrets) return report_error(secrets.error());
   auto live = state::find_live_run_of_project(*session->db, name);
+  if (auto seeded = seed_agent_policy(session->paths, *session->db, *agent); !seeded) return report_error(seeded.error());
+  auto rules = state::list_policy_rules(*session->db, name);
+  if (!rules) return report_error(rules.error());
 
   if (as_json) {
     json value = agent_json(*agent);
@@ -207,6 +212,8 @@ int show_agent(const std::string& name, bool as_json) {
       value["secrets"].push_back({{"name", secret.name}, {"set_at_ms", secret.set_at_ms}});
     }
     value["live_run"] = live && *live ? json((*live)->id) : json(nullptr);
+    value["policy"] = json::array();
+    for (const state::PolicyRule& rule : *rules) value["policy"].push_back(rule.rule);
     std::printf("%s\n", value.dump(2).c_str());
     return 0;
   }
@@ -217,6 +224,11 @@ int show_agent(const std::string& name, bool as_json) {
   std::printf("volume:        %s (%s)\n", agent->volume_path.c_str(), sys::format_size(agent->volume_bytes).c_str());
   std::printf("timeout:       %s\n", optional_duration(agent->timeout_ms).c_str());
   std::printf("idle timeout:  %s\n", optional_duration(agent->idle_timeout_ms).c_str());
+  std::printf("egress rate:   %s/s\n", sys::format_size(agent->egress_rate.value_or(kDefaultEgressRate)).c_str());
+  std::printf("ingress rate:  %s/s\n", sys::format_size(agent->ingress_rate.value_or(kDefaultIngressRate)).c_str());
+  std::printf("egress quota:  %s per run\n", sys::format_size(agent->egress_quota.value_or(kDefaultEgressQuota)).c_str());
+  std::printf("connections:   %lld at once\n",
+              static_cast<long long>(agent->max_connections.value_or(kDefaultMaxConnections)));
   std::printf("created:       %s\n", local_time(agent->created_at_ms).c_str());
   std::printf("live run:      %s\n", live && *live ? (*live)->id.c_str() : "none");
   std::printf("environment:%s\n", env->empty() ? "   none" : "");
@@ -225,6 +237,8 @@ int show_agent(const std::string& name, bool as_json) {
   for (const state::SecretInfo& secret : *secrets) {
     std::printf("  %s (set %s)\n", secret.name.c_str(), local_time(secret.set_at_ms).c_str());
   }
+  std::printf("egress allowed to:%s\n", rules->empty() ? " nothing" : "");
+  for (const state::PolicyRule& rule : *rules) std::printf("  %s\n", rule.rule.c_str());
   return 0;
 }
 

@@ -19,6 +19,11 @@ void add_run_options(CLI::App& command, RunOptions& options) {
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
   command.add_flag("--root", options.root, "Run the command as root in the guest instead of the agent user");
+  command.add_option("-p,--publish", options.publish,
+                     "Forward a host port to a port in the guest, such as 8080:80; the host side binds 127.0.0.1 "
+                     "unless ADDR is given; repeatable")
+      ->type_name("[ADDR:]HOSTPORT:GUESTPORT")
+      ->allow_extra_args(false);
   command.add_flag("--no-limits", options.allow_no_limits,
                    "Run even where the host cannot apply the run's cgroup limits (CPU, memory, tasks); recorded");
 }

@@ -22,6 +22,7 @@ void add_run_commands(CLI::App& app, Context& context);     // run
 void add_agent_commands(CLI::App& app, Context& context);   // agent and its subcommands
 void add_env_commands(CLI::App& app, Context& context);     // env set, unset, ls
 void add_secret_commands(CLI::App& app, Context& context);  // secret set, ls, rm
+void add_policy_commands(CLI::App& app, Context& context);  // policy allow, deny, ls, test
 void add_status_commands(CLI::App& app, Context& context);  // ps, stop, logs
 void add_image_commands(CLI::App& app, Context& context);   // kernel, template
 

@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   zwrm::cli::add_agent_commands(app, context);
   zwrm::cli::add_env_commands(app, context);
   zwrm::cli::add_secret_commands(app, context);
+  zwrm::cli::add_policy_commands(app, context);
   zwrm::cli::add_status_commands(app, context);
   zwrm::cli::add_image_commands(app, context);
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });

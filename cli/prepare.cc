@@ -19,6 +19,8 @@
 #include "state/agents.h"
 #include "state/audit.h"
 #include "state/names.h"
+#include "state/policy.h"
+#include "host/supervisor/published_ports.h"
 
 namespace zwrm::cli {
 
@@ -89,7 +91,24 @@ nlohmann::json agent_event_data(const state::Agent& agent, bool volume_created) 
           {"idle_timeout_ms", agent.idle_timeout_ms ? nlohmann::json(*agent.idle_timeout_ms) : nlohmann::json(nullptr)},
           {"volume", agent.volume_path},
           {"volume_bytes", agent.volume_bytes},
-          {"volume_created", volume_created}};
+          {"volume_created", volume_created},
+          {"egress_rate", agent.egress_rate.value_or(kDefaultEgressRate)},
+          {"ingress_rate", agent.ingress_rate.value_or(kDefaultIngressRate)},
+          {"egress_quota", agent.egress_quota.value_or(kDefaultEgressQuota)},
+          {"max_connections", agent.max_connections.value_or(kDefaultMaxConnections)}};
+}
+
+Status seed_agent_policy(const sys::Paths& paths, state::Database& db, const state::Agent& agent) {
+  auto definition = images::find_template(paths, agent.template_name);
+  if (!definition) return {};
+  auto seeded = state::seed_policy(db, agent.name, definition->policy_allow);
+  if (!seeded) return tl::unexpected(seeded.error());
+  if (*seeded && !definition->policy_allow.empty()) {
+    auto appended = state::append_event(db, {agent.name, "", state::EventSource::kHost, "policy.seed",
+                                             {{"template", definition->name}, {"rules", definition->policy_allow}}});
+    if (!appended) return tl::unexpected(appended.error());
+  }
+  return {};
 }
 
 Result<state::Agent> new_agent_settings(const sys::Paths& paths, const std::string& name,
@@ -151,6 +170,15 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
   request.memory_mib = run_settings.memory_mib;
   request.timeout_ms = run_settings.timeout_ms;
   request.idle_timeout_ms = run_settings.idle_timeout_ms;
+  request.egress_rate = static_cast<std::uint64_t>(run_settings.egress_rate.value_or(kDefaultEgressRate));
+  request.ingress_rate = static_cast<std::uint64_t>(run_settings.ingress_rate.value_or(kDefaultIngressRate));
+  request.egress_quota = static_cast<std::uint64_t>(run_settings.egress_quota.value_or(kDefaultEgressQuota));
+  request.max_connections = static_cast<unsigned>(run_settings.max_connections.value_or(kDefaultMaxConnections));
+  for (const std::string& text : options.publish) {
+    auto mapping = supervisor::parse_port_mapping(text);
+    if (!mapping) return tl::unexpected(mapping.error());
+    request.publish.push_back(supervisor::format_port_mapping(*mapping));
+  }
 
   // Environment, lowest precedence first: template, agent, this run.
   if (auto valid = validate_env(options.env); !valid) return tl::unexpected(valid.error());
@@ -215,6 +243,7 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
     agent.volume_bytes = volume->size_bytes;
     if (auto recorded = record_new_agent(db, agent, volume->created); !recorded) return tl::unexpected(recorded.error());
   }
+  if (auto seeded = seed_agent_policy(paths, db, agent); !seeded) return tl::unexpected(seeded.error());
   return request;
 }
 

@@ -39,9 +39,15 @@ struct RunOptions {
   bool root = false;
   bool tty = false;
   bool allow_no_limits = false;  // --no-limits
+  std::vector<std::string> publish;  // --publish [ADDR:]HOSTPORT:GUESTPORT
 };
 
 Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys::Paths& paths, state::Database& db);
+
+// Gives an agent its template's default egress rules the first time they
+// are needed (see state::seed_policy). An agent whose template no longer
+// exists keeps the rules it has.
+Status seed_agent_policy(const sys::Paths& paths, state::Database& db, const state::Agent& agent);
 
 // Returns the settings a new agent gets from its template's defaults.
 Result<state::Agent> new_agent_settings(const sys::Paths& paths, const std::string& name,

@@ -17,6 +17,17 @@ namespace {
 // to work; the template's own needs may be higher.
 constexpr std::uint64_t kMinimumMemory = 64ull << 20;
 constexpr unsigned kMaximumCpus = 64;
+constexpr unsigned kMaximumConnections = 4096;
+
+Result<std::optional<std::int64_t>> parse_connections(const std::string& text) {
+  const bool digits = !text.empty() && text.size() <= 5 && text.find_first_not_of("0123456789") == std::string::npos;
+  const unsigned long value = digits ? std::stoul(text) : 0;
+  if (value < 1 || value > kMaximumConnections) {
+    return fail("invalid --max-connections '" + printable(text) + "'; use a whole number from 1 to " +
+                std::to_string(kMaximumConnections));
+  }
+  return std::optional<std::int64_t>(static_cast<std::int64_t>(value));
+}
 
 }  // namespace
 
@@ -32,6 +43,30 @@ void add_settings_options(CLI::App& command, SettingsInput& input, const std::st
                      "Idle deadline " + what +
                          ": the VM ends after this long without terminal input or output, guest CPU use or egress")
       ->type_name("DURATION");
+  command.add_option("--egress-rate", input.egress_rate,
+                     "Bandwidth cap for data the guest sends out " + what + ", such as 10M (bytes per second)")
+      ->type_name("RATE");
+  command.add_option("--ingress-rate", input.ingress_rate,
+                     "Bandwidth cap for data the guest receives " + what + ", such as 10M (bytes per second)")
+      ->type_name("RATE");
+  command.add_option("--egress-quota", input.egress_quota,
+                     "Bytes a run may move through the egress proxy, both ways, before new connections are denied, "
+                     "such as 5G")
+      ->type_name("SIZE");
+  command.add_option("--max-connections", input.max_connections,
+                     "Egress connections a run may have open at once")
+      ->type_name("N");
+}
+
+Result<std::uint64_t> parse_rate(const std::string& option, const std::string& text) {
+  std::string size = text;
+  if (size.size() > 2 && size.compare(size.size() - 2, 2, "/s") == 0) size.resize(size.size() - 2);
+  auto bytes = sys::parse_size(size);
+  if (!bytes) return fail("invalid " + option + ": " + bytes.error().message);
+  if (*bytes < 1024) {
+    return fail("invalid " + option + " '" + printable(text) + "'; use at least 1K (bytes per second), such as 10M");
+  }
+  return *bytes;
 }
 
 Result<unsigned> parse_cpus(const std::string& text) {
@@ -102,6 +137,27 @@ Status apply_settings(const SettingsInput& input, state::Agent& agent, bool allo
     auto idle = parse_deadline_ms("--idle-timeout", input.idle_timeout, allow_none);
     if (!idle) return tl::unexpected(idle.error());
     agent.idle_timeout_ms = *idle;
+  }
+  const std::pair<const char*, const std::string*> rates[] = {{"--egress-rate", &input.egress_rate},
+                                                              {"--ingress-rate", &input.ingress_rate}};
+  for (const auto& [option, text] : rates) {
+    if (text->empty()) continue;
+    auto rate = parse_rate(option, *text);
+    if (!rate) return tl::unexpected(rate.error());
+    (std::string(option) == "--egress-rate" ? agent.egress_rate : agent.ingress_rate) = static_cast<std::int64_t>(*rate);
+  }
+  if (!input.egress_quota.empty()) {
+    auto quota = sys::parse_size(input.egress_quota);
+    if (!quota) return fail("invalid --egress-quota: " + quota.error().message);
+    if (*quota < (1u << 20)) {
+      return fail("invalid --egress-quota '" + printable(input.egress_quota) + "'; use at least 1M, such as 5G");
+    }
+    agent.egress_quota = static_cast<std::int64_t>(*quota);
+  }
+  if (!input.max_connections.empty()) {
+    auto connections = parse_connections(input.max_connections);
+    if (!connections) return tl::unexpected(connections.error());
+    agent.max_connections = *connections;
   }
   return {};
 }

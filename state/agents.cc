@@ -5,7 +5,8 @@ namespace zwrm::state {
 namespace {
 
 constexpr const char* kColumns =
-    "name, template, volume_path, volume_bytes, cpus, memory_mib, timeout_ms, idle_timeout_ms, created_at, updated_at";
+    "name, template, volume_path, volume_bytes, cpus, memory_mib, timeout_ms, idle_timeout_ms, created_at, updated_at, "
+    "egress_rate, ingress_rate, egress_quota, max_connections";
 
 Agent read_agent(const Statement& row) {
   Agent agent;
@@ -19,6 +20,10 @@ Agent read_agent(const Statement& row) {
   agent.idle_timeout_ms = row.optional_integer(7);
   agent.created_at_ms = row.integer(8);
   agent.updated_at_ms = row.integer(9);
+  agent.egress_rate = row.optional_integer(10);
+  agent.ingress_rate = row.optional_integer(11);
+  agent.egress_quota = row.optional_integer(12);
+  agent.max_connections = row.optional_integer(13);
   return agent;
 }
 
@@ -39,7 +44,8 @@ Result<std::optional<Agent>> find_agent(Database& db, const std::string& name) {
 Result<bool> insert_agent(Database& db, const Agent& agent) {
   auto insert = db.prepare(
       "INSERT OR IGNORE INTO agents (name, template, volume_path, volume_bytes, cpus, memory_mib, timeout_ms, "
-      "idle_timeout_ms, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      "idle_timeout_ms, created_at, updated_at, egress_rate, ingress_rate, egress_quota, max_connections) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!insert) return tl::unexpected(insert.error());
   const std::int64_t now = agent.created_at_ms != 0 ? agent.created_at_ms : now_unix_ms();
   insert->bind(1, agent.name)
@@ -51,7 +57,11 @@ Result<bool> insert_agent(Database& db, const Agent& agent) {
       .bind(7, agent.timeout_ms)
       .bind(8, agent.idle_timeout_ms)
       .bind(9, now)
-      .bind(10, now);
+      .bind(10, now)
+      .bind(11, agent.egress_rate)
+      .bind(12, agent.ingress_rate)
+      .bind(13, agent.egress_quota)
+      .bind(14, agent.max_connections);
   if (auto done = insert->run(); !done) return tl::unexpected(done.error());
   return sqlite3_changes(db.handle()) > 0;
 }
@@ -59,7 +69,8 @@ Result<bool> insert_agent(Database& db, const Agent& agent) {
 Status update_agent(Database& db, const Agent& agent) {
   auto update = db.prepare(
       "UPDATE agents SET template = ?, volume_path = ?, volume_bytes = ?, cpus = ?, memory_mib = ?, timeout_ms = ?, "
-      "idle_timeout_ms = ?, updated_at = ? WHERE name = ?");
+      "idle_timeout_ms = ?, updated_at = ?, egress_rate = ?, ingress_rate = ?, egress_quota = ?, max_connections = ? "
+      "WHERE name = ?");
   if (!update) return tl::unexpected(update.error());
   update->bind(1, agent.template_name)
       .bind(2, agent.volume_path)
@@ -69,7 +80,11 @@ Status update_agent(Database& db, const Agent& agent) {
       .bind(6, agent.timeout_ms)
       .bind(7, agent.idle_timeout_ms)
       .bind(8, now_unix_ms())
-      .bind(9, agent.name);
+      .bind(9, agent.egress_rate)
+      .bind(10, agent.ingress_rate)
+      .bind(11, agent.egress_quota)
+      .bind(12, agent.max_connections)
+      .bind(13, agent.name);
   if (auto done = update->run(); !done) return done;
   if (sqlite3_changes(db.handle()) == 0) return fail("no agent named " + agent.name + "; `zwrm agent ls` lists agents");
   return {};

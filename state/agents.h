@@ -24,6 +24,11 @@ struct Agent {
   std::uint64_t memory_mib = 512;
   std::optional<std::int64_t> timeout_ms;       // hard deadline of each run; none when unset
   std::optional<std::int64_t> idle_timeout_ms;  // idle deadline of each run; none when unset
+  // Egress limits of each run; unset means zwrm's default (see cli/settings).
+  std::optional<std::int64_t> egress_rate;      // bytes per second out of the guest
+  std::optional<std::int64_t> ingress_rate;     // bytes per second into the guest
+  std::optional<std::int64_t> egress_quota;     // bytes both ways per run
+  std::optional<std::int64_t> max_connections;  // open egress connections at once
   std::int64_t created_at_ms = 0;
   std::int64_t updated_at_ms = 0;
 };

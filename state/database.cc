@@ -94,6 +94,23 @@ CREATE TABLE secrets (
 ALTER TABLE runs ADD COLUMN idle_timeout_ms INTEGER;
 ALTER TABLE runs ADD COLUMN deadline_at INTEGER;
 )sql",
+    // Egress: each agent's policy rules (seeded from its template's defaults
+    // the first time they are needed, so agents created before this version
+    // get them too) and its bandwidth and connection limits (NULL: the
+    // defaults).
+    R"sql(
+CREATE TABLE policy_rules (
+  agent TEXT NOT NULL REFERENCES agents (name) ON DELETE CASCADE,
+  rule TEXT NOT NULL,
+  added_at INTEGER NOT NULL,
+  PRIMARY KEY (agent, rule)
+);
+ALTER TABLE agents ADD COLUMN policy_seeded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN egress_rate INTEGER;
+ALTER TABLE agents ADD COLUMN ingress_rate INTEGER;
+ALTER TABLE agents ADD COLUMN egress_quota INTEGER;
+ALTER TABLE agents ADD COLUMN max_connections INTEGER;
+)sql",
 };
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "host/images/template_syntax.h"
 
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <array>
@@ -16,8 +15,6 @@ namespace {
 // characters.
 constexpr std::size_t kMaxNpmNameLength = 214;
 constexpr std::size_t kMaxNpmVersionLength = 64;
-constexpr std::size_t kMaxHostNameLength = 253;
-constexpr std::size_t kMaxLabelLength = 63;
 constexpr std::string_view kNpmExample = "such as \"@openai/codex\" or \"is-number@7.0.0\"";
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
@@ -99,130 +96,6 @@ std::string check_npm_spec_form(std::string_view spec) {
   return "";
 }
 
-bool is_host_label(std::string_view label) {
-  if (label.empty() || label.size() > kMaxLabelLength) return false;
-  if (!is_lower_alnum(label.front()) || !is_lower_alnum(label.back())) return false;
-  return std::all_of(label.begin(), label.end(), [](char c) { return is_lower_alnum(c) || c == '-'; });
-}
-
-std::size_t count_labels(std::string_view host) { return std::count(host.begin(), host.end(), '.') + 1; }
-
-std::string check_host_name(std::string_view host) {
-  if (host.empty()) return "the host name is empty";
-  if (host.size() > kMaxHostNameLength) return "the host name is longer than 253 characters";
-  if (std::any_of(host.begin(), host.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
-    return "write host names in lowercase";
-  }
-  std::size_t start = 0;
-  while (start <= host.size()) {
-    std::size_t end = host.find('.', start);
-    if (end == std::string_view::npos) end = host.size();
-    if (!is_host_label(host.substr(start, end - start))) {
-      return "invalid host name " + quoted(host) +
-             "; use labels of lowercase letters, digits and '-' separated by '.', such as api.example.com";
-    }
-    start = end + 1;
-  }
-  // All-numeric names are IPv4 addresses, checked as such by the caller.
-  return "";
-}
-
-bool is_all_digits_and_dots(std::string_view text) {
-  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return is_digit(c) || c == '.'; });
-}
-
-std::string check_port(std::string_view port) {
-  const bool digits = !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), is_digit);
-  const unsigned long value = digits ? std::stoul(std::string(port)) : 0;
-  if (value < 1 || value > 65535 || (port.size() > 1 && port.front() == '0')) {
-    return "invalid port " + quoted(port) + "; use a number from 1 to 65535";
-  }
-  return "";
-}
-
-// Checks "ADDRESS/LENGTH" for IPv4 and IPv6.
-std::string check_cidr(std::string_view rule) {
-  const std::size_t slash = rule.find('/');
-  const std::string address(rule.substr(0, slash));
-  const std::string_view length_text = rule.substr(slash + 1);
-  std::array<std::uint8_t, 16> bytes{};
-  int bits = 0;
-  if (::inet_pton(AF_INET, address.c_str(), bytes.data()) == 1) {
-    bits = 32;
-  } else if (::inet_pton(AF_INET6, address.c_str(), bytes.data()) == 1) {
-    bits = 128;
-  } else {
-    return "invalid address " + quoted(address) + " in a CIDR block; write it as 10.0.0.0/8 or fd00::/8";
-  }
-
-  const bool digits = !length_text.empty() && length_text.size() <= 3 &&
-                      std::all_of(length_text.begin(), length_text.end(), is_digit);
-  const int length = digits ? std::stoi(std::string(length_text)) : -1;
-  if (length < 0 || length > bits) {
-    return "invalid prefix length " + quoted(length_text) + "; use 0 to " + std::to_string(bits);
-  }
-  for (int bit = length; bit < bits; ++bit) {
-    if ((bytes[bit / 8] >> (7 - bit % 8)) & 1) {
-      return "the CIDR block " + quoted(rule) + " has bits set after its first " + std::to_string(length) +
-             "; give the network address, which ends in zero bits";
-    }
-  }
-  return "";
-}
-
-// Checks a rule without '/': a host, wildcard or address with an optional
-// port.
-std::string check_host_rule(std::string_view rule) {
-  std::string_view host = rule;
-  std::string_view port;
-  bool bracketed = false;
-  if (rule.starts_with('[')) {
-    const std::size_t close = rule.find(']');
-    if (close == std::string_view::npos) return "an IPv6 address in '[' has no closing ']'";
-    host = rule.substr(1, close - 1);
-    bracketed = true;
-    const std::string_view rest = rule.substr(close + 1);
-    if (!rest.empty()) {
-      if (!rest.starts_with(':')) return "only \":PORT\" may follow ']'";
-      port = rest.substr(1);
-      if (std::string reason = check_port(port); !reason.empty()) return reason;
-    }
-  } else if (std::count(rule.begin(), rule.end(), ':') == 1) {
-    const std::size_t colon = rule.find(':');
-    host = rule.substr(0, colon);
-    port = rule.substr(colon + 1);
-    if (std::string reason = check_port(port); !reason.empty()) return reason;
-  } else if (rule.find(':') != std::string_view::npos) {
-    return "write an IPv6 address in brackets, such as [2001:db8::1] or [2001:db8::1]:443";
-  }
-
-  std::array<std::uint8_t, 16> bytes{};
-  if (bracketed) {
-    if (::inet_pton(AF_INET6, std::string(host).c_str(), bytes.data()) != 1) {
-      return "invalid IPv6 address " + quoted(host);
-    }
-    return "";
-  }
-  if (is_all_digits_and_dots(host)) {
-    if (::inet_pton(AF_INET, std::string(host).c_str(), bytes.data()) != 1) {
-      return "invalid IPv4 address " + quoted(host) + "; use four numbers from 0 to 255, such as 10.0.0.1";
-    }
-    return "";
-  }
-  if (host.starts_with("*.")) {
-    const std::string_view suffix = host.substr(2);
-    if (std::string reason = check_host_name(suffix); !reason.empty()) return reason;
-    if (count_labels(suffix) < 2) {
-      return "a wildcard needs a domain of at least two labels after \"*.\", such as *.example.com";
-    }
-    return "";
-  }
-  if (host.find('*') != std::string_view::npos) {
-    return "'*' may only stand alone as the first label, as in *.example.com";
-  }
-  return check_host_name(host);
-}
-
 }  // namespace
 
 bool is_debian_package_name(std::string_view name) {
@@ -262,20 +135,5 @@ std::string check_npm_spec(std::string_view spec) {
 }
 
 std::string npm_package_name(std::string_view spec) { return std::string(split_npm_spec(spec).first); }
-
-std::string check_egress_rule(std::string_view rule) {
-  if (rule.empty()) return "the rule is empty; give a host such as \"api.example.com\"";
-  if (rule.find("://") != std::string_view::npos) {
-    return "it is a URL; give only the host, such as \"api.example.com\" or \"api.example.com:443\"";
-  }
-  const bool allowed = std::all_of(rule.begin(), rule.end(), [](char c) {
-    return is_letter(c) || is_digit(c) || c == '.' || c == '-' || c == ':' || c == '/' || c == '*' || c == '[' ||
-           c == ']';
-  });
-  if (!allowed) return "it contains a character that no host, address or port contains";
-  if (rule == "*") return "\"*\" would allow every host; list the hosts the agent needs";
-  if (rule.find('/') != std::string_view::npos) return check_cidr(rule);
-  return check_host_rule(rule);
-}
 
 }  // namespace zwrm::images

@@ -35,11 +35,4 @@ std::string check_npm_spec(std::string_view spec);
 // its version: "@openai/codex@0.1.2" gives "@openai/codex".
 std::string npm_package_name(std::string_view spec);
 
-// Checks an egress rule: a host name ("api.example.com"), a wildcard for
-// its subdomains ("*.example.com"), an IPv4 address or an IPv6 address in
-// brackets, each with an optional ":PORT", or a CIDR block ("10.0.0.0/8",
-// "fd00::/8") whose host bits are zero. Host names are lowercase. Returns
-// an empty string when rule is valid, else the reason.
-std::string check_egress_rule(std::string_view rule);
-
 }  // namespace zwrm::images

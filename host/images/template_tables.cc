@@ -4,6 +4,7 @@
 #include "common/printable.h"
 #include "host/images/template_syntax.h"
 #include "host/images/template_toml.h"
+#include "host/proxy/policy.h"
 #include "host/sys/units.h"
 
 namespace zwrm::images {
@@ -139,16 +140,19 @@ Result<std::vector<std::string>> read_policy(const Entry& entry, const std::stri
         read_string_array(key, source_path, "[\"api.example.com\", \"*.example.org:443\"]", &lines);
     if (!allow) return tl::unexpected(allow.error());
     for (std::size_t i = 0; i < allow->size(); ++i) {
-      const std::string& rule = (*allow)[i];
-      if (std::string reason = check_egress_rule(rule); !reason.empty()) {
-        return fail_at(source_path, lines[i], "invalid egress rule '" + printable(rule) + "' in [policy] allow: " + reason);
+      const std::string& text = (*allow)[i];
+      auto rule = proxy::parse_rule(text);
+      if (!rule) {
+        return fail_at(source_path, lines[i],
+                       "invalid egress rule '" + printable(text) + "' in [policy] allow: " + rule.error().message);
       }
-      if (std::find(allow->begin(), allow->begin() + static_cast<std::ptrdiff_t>(i), rule) !=
-          allow->begin() + static_cast<std::ptrdiff_t>(i)) {
-        return fail_at(source_path, lines[i], "egress rule '" + printable(rule) + "' is listed twice; remove one");
+      // Stored in canonical form, the form `zwrm policy ls` prints and
+      // `zwrm policy deny` matches.
+      if (std::find(rules.begin(), rules.end(), rule->text()) != rules.end()) {
+        return fail_at(source_path, lines[i], "egress rule '" + printable(text) + "' is listed twice; remove one");
       }
+      rules.push_back(rule->text());
     }
-    rules = std::move(*allow);
   }
   return rules;
 }

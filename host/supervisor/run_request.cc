@@ -83,7 +83,12 @@ json to_json(const RunRequest& request) {
                 {"kernel", artifact_json(request.kernel)},
                 {"initramfs", artifact_json(request.initramfs)},
                 {"image", artifact_json(request.image)},
-                {"volume", request.volume}};
+                {"volume", request.volume},
+                {"egress_rate", request.egress_rate},
+                {"ingress_rate", request.ingress_rate},
+                {"egress_quota", request.egress_quota},
+                {"max_connections", request.max_connections},
+                {"publish", request.publish}};
   value["timeout_ms"] = request.timeout_ms ? json(*request.timeout_ms) : json(nullptr);
   value["idle_timeout_ms"] = request.idle_timeout_ms ? json(*request.idle_timeout_ms) : json(nullptr);
   return value;
@@ -111,6 +116,11 @@ Result<RunRequest> run_request_from_json(const json& value) {
     request.initramfs = artifact_from(value.at("initramfs"));
     request.image = artifact_from(value.at("image"));
     request.volume = value.at("volume").get<std::string>();
+    request.egress_rate = value.at("egress_rate").get<std::uint64_t>();
+    request.ingress_rate = value.at("ingress_rate").get<std::uint64_t>();
+    request.egress_quota = value.at("egress_quota").get<std::uint64_t>();
+    request.max_connections = value.at("max_connections").get<unsigned>();
+    request.publish = value.at("publish").get<std::vector<std::string>>();
     return request;
   });
 }

@@ -44,6 +44,12 @@ struct RunRequest {
   Artifact initramfs;
   Artifact image;
   std::string volume;
+  // Egress caps of the run (0: none) and host ports forwarded into the guest.
+  std::uint64_t egress_rate = 0;
+  std::uint64_t ingress_rate = 0;
+  std::uint64_t egress_quota = 0;
+  unsigned max_connections = 0;
+  std::vector<std::string> publish;  // "[ADDR:]HOSTPORT:GUESTPORT", checked by the client
 };
 
 // Sent once the main process's exec request is on its way to the guest;

@@ -23,6 +23,7 @@
 #include "host/sys/units.h"
 #include "host/vmm/vmm.h"
 #include "state/audit.h"
+#include "state/policy.h"
 #include "state/runs.h"
 
 namespace zwrm::supervisor {
@@ -176,6 +177,7 @@ Status Supervisor::start_vm() {
   guest_ = std::make_unique<protocol::Channel>(UniqueFd(control_pair[0]));
   console_fd_.reset(console_pair[0]);
   relay_ = std::make_unique<ExecRelay>(*guest_, client_.get());
+  if (auto network = start_network(); !network) return network;
 
   vmm::VmConfig config;
   config.kernel = request_.kernel.path;
@@ -197,6 +199,43 @@ Status Supervisor::start_vm() {
   boot_deadline_ = now + (config.accel == vmm::Accel::kKvm ? kBootTimeoutKvm : kBootTimeoutTcg);
   if (request_.timeout_ms) run_deadline_ = started_at_ + std::chrono::milliseconds(*request_.timeout_ms);
   return state::mark_run_running(*db_, run_id_, vmm_pid_, request_.accel);
+}
+
+Result<std::vector<proxy::Rule>> Supervisor::load_policy() {
+  auto stored = state::list_policy_rules(*db_, request_.project);
+  if (!stored) return tl::unexpected(stored.error());
+  std::vector<proxy::Rule> rules;
+  for (const state::PolicyRule& entry : *stored) {
+    auto rule = proxy::parse_rule(entry.rule);
+    if (!rule) {
+      // Rules are checked when added; one that no longer parses (written by
+      // another zwrm version) is skipped, which only denies more.
+      spdlog::error("skipping stored egress rule: {}", rule.error().message);
+      continue;
+    }
+    rules.push_back(std::move(*rule));
+  }
+  return rules;
+}
+
+Status Supervisor::start_network() {
+  auto resolver = Resolver::create();
+  if (!resolver) return tl::unexpected(resolver.error());
+  const EgressLimits limits{request_.egress_rate, request_.ingress_rate, request_.egress_quota,
+                            request_.max_connections};
+  auto recorder = [this](const std::string& type, json data) { record(type, std::move(data)); };
+  egress_ = std::make_unique<EgressProxy>(*guest_, limits, [this] { return load_policy(); }, recorder,
+                                          std::move(*resolver));
+  std::vector<PortMapping> mappings;
+  for (const std::string& text : request_.publish) {
+    auto mapping = parse_port_mapping(text);
+    if (!mapping) return tl::unexpected(mapping.error());
+    mappings.push_back(*mapping);
+  }
+  auto published = PublishedPorts::bind(*guest_, mappings, recorder);
+  if (!published) return tl::unexpected(published.error());
+  published_ = std::move(*published);
+  return {};
 }
 
 void Supervisor::read_console() {
@@ -259,6 +298,17 @@ void Supervisor::handle_timers() {
       monitor_.ping_sent(now);
     }
   }
+  if (egress_) {
+    egress_->handle_timers(now);
+    // Bytes moving through the proxy, or a request waiting for its answer,
+    // keep the run from being idle.
+    const auto transfer = egress_->last_transfer();
+    if (transfer && transfer != egress_activity_seen_) {
+      egress_activity_seen_ = transfer;
+      monitor_.on_activity(*transfer);
+    }
+    if (egress_->busy(now)) note_activity();
+  }
   if (phase_ == Phase::kRunning && monitor_.idle(now)) {
     record("run.idle", {{"idle_timeout_ms", *request_.idle_timeout_ms}});
     stop({kExitDeadline, "idle",
@@ -281,7 +331,8 @@ int Supervisor::poll_timeout_ms() const {
   std::optional<Clock::time_point> next;
   const std::optional<Clock::time_point> watch =
       phase_ == Phase::kRunning ? monitor_.next_wakeup() : std::optional<Clock::time_point>();
-  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_, watch}) {
+  const std::optional<Clock::time_point> egress = egress_ ? egress_->next_wakeup(Clock::now()) : std::nullopt;
+  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_, watch, egress}) {
     if (deadline && (!next || *deadline < *next)) next = deadline;
   }
   if (!next) return -1;
@@ -299,6 +350,11 @@ void Supervisor::event_loop() {
     fds.push_back({client_ ? client_->fd() : -1, static_cast<short>(POLLIN | (client_ && client_->has_pending() ? POLLOUT : 0)), 0});
     fds.push_back({control_->listen_fd(), POLLIN, 0});
     for (int fd : control_->connection_fds()) fds.push_back({fd, POLLIN, 0});
+    const std::size_t first_egress = fds.size();
+    egress_->add_poll_fds(fds);
+    const std::size_t first_published = fds.size();
+    published_->add_poll_fds(fds);
+    const std::size_t first_control = 5;
 
     if (::poll(fds.data(), fds.size(), poll_timeout_ms()) < 0 && errno != EINTR) {
       stop({kExitZwrmError, "failed", std::string("poll failed: ") + std::strerror(errno)});
@@ -330,13 +386,15 @@ void Supervisor::event_loop() {
       if (!open || !*open) client_gone();
     }
     if (fds[4].revents & POLLIN) control_->accept_connection();
-    for (std::size_t i = 5; i < fds.size(); ++i) {
+    for (std::size_t i = first_control; i < first_egress; ++i) {
       if (fds[i].revents) {
         control_->service(fds[i].fd, [this](const protocol::Frame& frame, const PeerCredentials& peer) {
           return handle_control_frame(frame, peer);
         });
       }
     }
+    egress_->handle_poll(fds, first_egress);
+    published_->handle_poll(fds, first_published);
     handle_timers();
     if (guest_open_ && !guest_->flush()) {
       guest_open_ = false;
@@ -359,6 +417,8 @@ void Supervisor::teardown() {
     read_console();
   }
   control_.reset();
+  if (egress_) egress_->close_all("the run ended");
+  if (published_) published_->close_all("the run ended");
   if (!run_dir_.empty()) (void)sys::remove_tree(run_dir_);
   std::uint64_t host_oom_kills = 0;
   if (cgroup_) {

@@ -69,6 +69,14 @@ void Supervisor::send_exec() {
 
 void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
   monitor_.on_guest_frame(Clock::now());
+  if (frame.stream != protocol::kSessionStream && phase_ >= Phase::kRunning && frame.stream != kMainStream) {
+    Status handled = frame.stream >= protocol::kFirstGuestStream ? egress_->on_guest_frame(frame)
+                     : published_->owns(frame.stream)          ? published_->on_guest_frame(frame)
+                                                                : fail("the guest sent a frame on unknown stream " +
+                                                                       std::to_string(frame.stream));
+    if (!handled) stop({kExitZwrmError, "protocol-error", handled.error().message});
+    return;
+  }
   if (frame.stream != protocol::kSessionStream) {
     if (frame.stream != kMainStream || phase_ < Phase::kRunning) {
       stop({kExitZwrmError, "protocol-error", "the guest sent a frame on unknown stream " + std::to_string(frame.stream)});
@@ -119,6 +127,7 @@ void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
       phase_ = Phase::kRunning;
       boot_deadline_.reset();
       monitor_.start(Clock::now());
+      published_->start();
       send_exec();
       return;
     }

@@ -21,9 +21,11 @@
 #include "host/cgroup/run_cgroup.h"
 #include "host/supervisor/console_log.h"
 #include "host/supervisor/control_socket.h"
+#include "host/supervisor/egress_proxy.h"
 #include "host/supervisor/exec_relay.h"
 #include "host/supervisor/exit_codes.h"
 #include "host/supervisor/guest_monitor.h"
+#include "host/supervisor/published_ports.h"
 #include "host/supervisor/run_request.h"
 #include "host/sys/paths.h"
 #include "protocol/channel.h"
@@ -66,6 +68,11 @@ class Supervisor {
   Status prepare_run();
   Status apply_limits();
   Status start_vm();
+  // Creates the egress proxy and binds the published ports; both need the
+  // guest channel.
+  Status start_network();
+  // Returns the agent's egress rules as stored now.
+  Result<std::vector<proxy::Rule>> load_policy();
   void event_loop();
   void teardown();
 
@@ -93,6 +100,9 @@ class Supervisor {
   std::unique_ptr<protocol::Channel> client_;
   std::unique_ptr<protocol::Channel> guest_;
   std::unique_ptr<ExecRelay> relay_;
+  std::unique_ptr<EgressProxy> egress_;
+  std::unique_ptr<PublishedPorts> published_;
+  std::optional<Clock::time_point> egress_activity_seen_;
   std::optional<ConsoleLog> console_;
   std::optional<ControlSocket> control_;
   UniqueFd console_fd_;
