@@ -569,6 +569,31 @@ std::int64_t TestHome::event_count() const {
   return count;
 }
 
+std::vector<nlohmann::json> TestHome::events(const std::string& type) const {
+  std::vector<nlohmann::json> rows;
+  const std::string path = home_ + "/zwrm.db";
+  if (!fs::exists(path)) return rows;
+  sqlite3* db = nullptr;
+  bool ok = false;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10'000);
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT data FROM events WHERE type = ? ORDER BY id", -1, &statement, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_bind_text(statement, 1, type.c_str(), -1, SQLITE_TRANSIENT);
+      int code = SQLITE_ROW;
+      while ((code = sqlite3_step(statement)) == SQLITE_ROW) {
+        rows.push_back(nlohmann::json::parse(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0))));
+      }
+      ok = code == SQLITE_DONE;
+    }
+    sqlite3_finalize(statement);
+  }
+  if (!ok) ADD_FAILURE() << "cannot read the " << type << " events in " << path << ": " << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  return rows;
+}
+
 std::string TestHome::volume_path(const std::string& project) const { return home_ + "/volumes/" + project + ".ext4"; }
 
 std::string TestHome::volume_digest(const std::string& project) const {

@@ -209,6 +209,10 @@ class TestHome {
   // 0 when the database does not exist yet.
   std::int64_t event_count() const;
 
+  // Returns the data of every event of type in $ZWRM_HOME/zwrm.db, oldest
+  // first.
+  std::vector<nlohmann::json> events(const std::string& type) const;
+
   // Returns the hex SHA-256 of a project's volume image, or an empty string
   // when the project has none.
   std::string volume_digest(const std::string& project) const;
