@@ -24,6 +24,12 @@ Status SocketRelay::on_frame(const Frame& frame) {
     case FrameType::kTcpData:
       if (peer_eof_) return fail("protocol violation: connection data after its end on stream " + std::to_string(stream_));
       if (auto received = window_.receive(frame.payload.size()); !received) return received;
+      // Compacts only when the consumed prefix is most of the buffer, so a
+      // steady stream costs one copy per byte, not one per write.
+      if (inbound_offset_ > 0 && inbound_offset_ >= inbound_.size() / 2) {
+        inbound_.erase(0, inbound_offset_);
+        inbound_offset_ = 0;
+      }
       inbound_.append(frame.payload.begin(), frame.payload.end());
       return {};
     case FrameType::kEof: {
@@ -46,10 +52,14 @@ Status SocketRelay::on_frame(const Frame& frame) {
 }
 
 void SocketRelay::consumed(Channel& channel, std::size_t bytes) {
-  bytes = std::min(bytes, inbound_.size());
-  inbound_.erase(0, bytes);
+  bytes = std::min(bytes, inbound().size());
+  inbound_offset_ += bytes;
+  if (inbound_offset_ == inbound_.size()) {
+    inbound_.clear();
+    inbound_offset_ = 0;
+  }
   std::uint32_t grant = window_.consume(bytes);
-  if (inbound_.empty()) grant += window_.flush_credit();
+  if (inbound().empty()) grant += window_.flush_credit();
   if (grant > 0 && !closed_) channel.send(FrameType::kCredit, stream_, encode(Credit{FrameType::kTcpData, grant}));
 }
 
@@ -59,7 +69,7 @@ bool SocketRelay::wants_read(const Channel& channel) const {
 }
 
 bool SocketRelay::wants_write() const {
-  return socket_ && !closed_ && error_.empty() && (!inbound_.empty() || (peer_eof_ && !write_shut_));
+  return socket_ && !closed_ && error_.empty() && (!inbound().empty() || (peer_eof_ && !write_shut_));
 }
 
 std::size_t SocketRelay::read_socket(Channel& channel, std::size_t limit) {
@@ -86,8 +96,9 @@ std::size_t SocketRelay::read_socket(Channel& channel, std::size_t limit) {
 
 std::size_t SocketRelay::write_socket(Channel& channel, std::size_t limit) {
   std::size_t written = 0;
-  if (!inbound_.empty() && limit > 0) {
-    const ssize_t count = ::send(socket_.get(), inbound_.data(), std::min(limit, inbound_.size()), MSG_NOSIGNAL);
+  const std::string_view pending = inbound();
+  if (!pending.empty() && limit > 0) {
+    const ssize_t count = ::send(socket_.get(), pending.data(), std::min(limit, pending.size()), MSG_NOSIGNAL);
     if (count < 0 && errno != EAGAIN && errno != EINTR) {
       fail_socket("writing to the connection failed");
       return 0;
@@ -98,7 +109,7 @@ std::size_t SocketRelay::write_socket(Channel& channel, std::size_t limit) {
       consumed(channel, written);
     }
   }
-  if (inbound_.empty() && peer_eof_ && !write_shut_) {
+  if (inbound().empty() && peer_eof_ && !write_shut_) {
     write_shut_ = true;
     ::shutdown(socket_.get(), SHUT_WR);
   }
@@ -124,7 +135,7 @@ void SocketRelay::send_eof(Channel& channel) {
 
 bool SocketRelay::finished() const {
   if (closed_ || !error_.empty()) return true;
-  return socket_eof_ && peer_eof_ && inbound_.empty() && write_shut_;
+  return socket_eof_ && peer_eof_ && inbound().empty() && write_shut_;
 }
 
 void SocketRelay::close(Channel& channel, const std::string& reason) {

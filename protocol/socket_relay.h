@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -40,7 +41,7 @@ class SocketRelay {
   // Bytes the peer sent that the socket has not taken yet. The owner may
   // consume a prefix itself (a proxy reads the request head from here) and
   // then reports it with consumed().
-  const std::string& inbound() const { return inbound_; }
+  std::string_view inbound() const { return std::string_view(inbound_).substr(inbound_offset_); }
   void consumed(Channel& channel, std::size_t bytes);
   bool peer_sent_eof() const { return peer_eof_; }
 
@@ -82,6 +83,7 @@ class SocketRelay {
   std::uint32_t stream_;
   UniqueFd socket_;
   std::string inbound_;
+  std::size_t inbound_offset_ = 0;  // bytes at the start of inbound_ already consumed
   ReceiveWindow window_;
   SendCredit credit_;
   bool peer_eof_ = false;      // the peer sends no more data

@@ -88,7 +88,7 @@ std::string end_reason(const protocol::SocketRelay& relay) {
   return relay.error().empty() ? "completed" : relay.error();
 }
 
-std::span<const std::uint8_t> as_bytes(const std::string& text) {
+std::span<const std::uint8_t> as_bytes(std::string_view text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
 }
 
@@ -148,7 +148,7 @@ void EgressProxy::open_connection(std::uint32_t stream) {
 }
 
 void EgressProxy::read_request(Connection& connection) {
-  const std::string& inbound = connection.relay.inbound();
+  const std::string_view inbound = connection.relay.inbound();
   auto parsed = proxy::parse_proxy_request(inbound);
   if (!parsed) {
     deny(connection, parsed.error().status, parsed.error().message);
@@ -269,7 +269,7 @@ void EgressProxy::on_connected(Connection& connection) {
 }
 
 void EgressProxy::check_client_hello(Connection& connection, bool timed_out) {
-  const std::string& inbound = connection.relay.inbound();
+  const std::string_view inbound = connection.relay.inbound();
   if (inbound.empty() && !timed_out && !connection.relay.peer_sent_eof()) return;
   const proxy::ClientHelloInfo hello = proxy::parse_client_hello(as_bytes(inbound));
   using Status = proxy::ClientHelloInfo::Status;
