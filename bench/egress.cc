@@ -1,9 +1,10 @@
 // bench/egress: what the egress proxy costs.
 //
 // Starts an HTTP server on the host's loopback, then measures the same two
-// things three times: from the host directly, from a guest of the debian
-// template through the run's egress proxy, and inside the guest against a
-// server on its own loopback (the guest's cost without the proxy). One large download gives the
+// things three ways. The first is from the host directly, the second from a
+// guest of the debian template through the run's egress proxy. The third is
+// inside the guest against a server on its own loopback, which is the
+// guest's own cost without the proxy. One large download gives the
 // throughput; many small requests, each on a new connection, give the
 // connections per second. The guest side includes everything a guest pays:
 // its TCP stack (under TCG where KVM is not usable), the control channel,

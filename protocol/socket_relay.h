@@ -1,7 +1,7 @@
 // Relays one TCP connection over one connection stream of a channel, on
-// either side: bytes the socket delivers leave as kTcpData frames within the
-// peer's credit, kTcpData frames from the peer are written to the socket and
-// credited back once written, and end of data in either direction becomes a
+// either side. Bytes the socket delivers leave as kTcpData frames within the
+// peer's credit. kTcpData frames from the peer are written to the socket and
+// credited back once written. End of data in either direction becomes a
 // half-close. Used by the guest init (its proxy port, connections into the
 // guest) and the supervisor (upstream connections, published ports). Never
 // throws and never blocks.

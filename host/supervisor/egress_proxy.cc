@@ -76,7 +76,7 @@ bool bucket_ready(proxy::TokenBucket& bucket, std::uint64_t rate, Clock::time_po
   return bucket.unlimited() || bucket.available(now) >= min_chunk(rate);
 }
 
-// Returns the time until bucket holds a chunk of tokens at rate.
+// Returns the time until bucket contains a chunk of tokens at rate.
 std::chrono::milliseconds chunk_wait(proxy::TokenBucket& bucket, std::uint64_t rate, Clock::time_point now) {
   const std::uint64_t available = bucket.available(now);
   const std::uint64_t chunk = min_chunk(rate);
@@ -158,6 +158,7 @@ void EgressProxy::read_request(Connection& connection) {
     if (connection.relay.peer_sent_eof()) finish(connection, "the guest closed the connection before a full request");
     return;
   }
+
   connection.request = std::move(**parsed);
   proxy::ProxyRequest& request = *connection.request;
   if (request.kind == proxy::ProxyRequest::Kind::kForward) {
@@ -171,6 +172,7 @@ void EgressProxy::read_request(Connection& connection) {
          "the run used its egress quota of " + sys::format_size(limits_.quota_bytes) + "; start a new run or raise --egress-quota");
     return;
   }
+
   auto rules = load_rules(connection);
   if (!rules) return;
   connection.rules = std::move(*rules);
@@ -180,6 +182,7 @@ void EgressProxy::read_request(Connection& connection) {
     return;
   }
   connection.rule = decision.rule;
+
   if (request.target.ip) {
     const proxy::AddressDecision address = proxy::choose_address(connection.rules, request.target, {*request.target.ip});
     if (!address.allowed) {
@@ -377,8 +380,8 @@ void EgressProxy::handle_poll(const std::vector<pollfd>& fds, std::size_t first)
       relay(connection, entry.revents);
     }
   }
-  // Data frames the guest sent while a connection was being set up wait in
-  // its relay; a relay that just started may be able to finish at once.
+  // Data the guest sent while a connection was being set up waits in its
+  // relay. So a relay that just started may be able to finish at once.
   for (auto& [stream, connection] : connections_) {
     if (!connection->done && connection->phase == Connection::Phase::kRelaying && connection->relay.finished()) {
       finish(*connection, end_reason(connection->relay));
