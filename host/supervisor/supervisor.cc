@@ -367,11 +367,15 @@ void Supervisor::event_loop() {
         handle_guest_frame(std::move(frame));
         return {};
       });
-      if (!open) stop({kExitZwrmError, "protocol-error", open.error().message});
-      if (!open) {
+      // A read error (ECONNRESET when the VMM dies with data unread) closes
+      // the channel like an end of file, so the VMM's exit decides the
+      // cause. Only a decoding error is the guest's fault.
+      const bool read_failed = !open && open.error().errno_value != 0;
+      if (!open && !read_failed) {
+        stop({kExitZwrmError, "protocol-error", open.error().message});
         guest_open_ = false;
         kill_vmm();
-      } else if (!*open) {
+      } else if (read_failed || !*open) {
         guest_open_ = false;
         if (!kill_deadline_) kill_deadline_ = Clock::now() + kExitGrace;
       }

@@ -235,6 +235,55 @@ TEST_F(EgressTest, IngressRateCapsDownload) {
   EXPECT_LE(seconds, 30.0) << result;
 }
 
+// 3,000,000 bytes uploaded at 1 MiB/s take about 2.9 s as well.
+TEST_F(EgressTest, EgressRateCapsUpload) {
+  allow({"web.test:8080"});
+  allow_test_subnet();
+  const Outcome result = run(
+      "head -c 3000000 /dev/zero > /tmp/upload && "
+      "curl -sS -o /dev/null -w '%{size_upload} %{time_total}\\n' -X POST --data-binary @/tmp/upload "
+      "http://web.test:8080/",
+      {"--egress-rate", "1M"});
+  ASSERT_EQ(result.exit_code, 0) << result;
+  std::size_t size = 0;
+  double seconds = 0;
+  ASSERT_EQ(std::sscanf(result.out.c_str(), "%zu %lf", &size, &seconds), 2) << result;
+  EXPECT_EQ(size, 3'000'000u);
+  EXPECT_GE(seconds, 2.3) << result;
+  EXPECT_LE(seconds, 30.0) << result;
+}
+
+// With a cap of two, a third connection gets 503 while two tunnels are
+// open, and the next one after they close is allowed again.
+TEST_F(EgressTest, ConnectionCapDeniesExtraConnections) {
+  allow({"web.test:8443"});
+  allow_test_subnet();
+  const std::string script = R"(python3 - <<'PY'
+import socket
+def connect():
+    s = socket.create_connection(('127.0.0.1', 3128))
+    s.sendall(b'CONNECT web.test:8443 HTTP/1.1\r\nHost: web.test:8443\r\n\r\n')
+    return s, s.recv(100).split(b'\r\n')[0].decode()
+first, status = connect(); print('first', status)
+second, status = connect(); print('second', status)
+third, status = connect(); print('third', status)
+first.close(); second.close(); third.close()
+import time
+for attempt in range(50):
+    fourth, status = connect()
+    if '200' in status: break
+    fourth.close(); time.sleep(0.1)
+print('fourth', status)
+PY
+)";
+  const Outcome result = run(script, {"--max-connections", "2"});
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_NE(result.out.find("first HTTP/1.1 200 Connection established"), std::string::npos) << result;
+  EXPECT_NE(result.out.find("second HTTP/1.1 200 Connection established"), std::string::npos) << result;
+  EXPECT_NE(result.out.find("third HTTP/1.1 503 Service Unavailable"), std::string::npos) << result;
+  EXPECT_NE(result.out.find("fourth HTTP/1.1 200 Connection established"), std::string::npos) << result;
+}
+
 TEST_F(EgressTest, QuotaDeniesNextConnection) {
   allow({"web.test:8080"});
   allow_test_subnet();
