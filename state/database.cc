@@ -1,5 +1,7 @@
 #include "state/database.h"
 
+#include "state/audit.h"
+
 #include <chrono>
 #include <functional>
 
@@ -111,7 +113,36 @@ ALTER TABLE agents ADD COLUMN ingress_rate INTEGER;
 ALTER TABLE agents ADD COLUMN egress_quota INTEGER;
 ALTER TABLE agents ADD COLUMN max_connections INTEGER;
 )sql",
+    // A tamper-evident audit log: each event records who caused it and
+    // carries a hash chained to the previous event's. Deleting is allowed
+    // only while events_prune_guard has a row, which only zwrm audit prune
+    // adds, inside its own transaction. The update trigger comes back after
+    // the existing rows get their hashes (kAfterMigration below).
+    R"sql(
+ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+CREATE INDEX events_by_time ON events (time);
+CREATE INDEX events_by_project ON events (project, id);
+CREATE TABLE events_prune_guard (active INTEGER NOT NULL);
+DROP TRIGGER IF EXISTS events_no_update;
+DROP TRIGGER IF EXISTS events_no_delete;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events WHEN NOT EXISTS (SELECT 1 FROM events_prune_guard)
+  BEGIN SELECT RAISE(ABORT, 'the events table is append-only; zwrm audit prune removes old events'); END;
+)sql",
 };
+
+// Work a migration needs beyond SQL, run right after the migration of the
+// same index, in the same transaction.
+Status add_event_hashes(Database& db) {
+  if (auto hashed = hash_unhashed_events(db); !hashed) return hashed;
+  return db.execute(
+      "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
+      "BEGIN SELECT RAISE(ABORT, 'the events table is append-only'); END;");
+}
+
+Status (*const kAfterMigration[])(Database&) = {nullptr, nullptr, nullptr, nullptr, add_event_hashes};
+static_assert(std::size(kAfterMigration) == std::size(kMigrations));
 
 }  // namespace
 
@@ -179,6 +210,9 @@ Status Database::migrate() {
     }
     for (std::int64_t next = version; next < kLatest; ++next) {
       if (auto done = execute(kMigrations[next]); !done) return done;
+      if (kAfterMigration[next] != nullptr) {
+        if (auto done = kAfterMigration[next](*this); !done) return done;
+      }
       const std::string pragma = "PRAGMA user_version=" + std::to_string(next + 1);
       if (auto done = execute(pragma.c_str()); !done) return done;
     }
@@ -251,13 +285,31 @@ std::optional<std::int64_t> Statement::optional_integer(int column) const {
 bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
 
 Status transaction(Database& db, const std::function<Status()>& body) {
+  if (sqlite3_get_autocommit(db.handle()) == 0) return body();  // already in one
   if (auto begun = db.execute("BEGIN IMMEDIATE"); !begun) return begun;
   Status result = body();
+  if (result) result = db.execute("COMMIT");
   if (!result) {
     (void)db.execute("ROLLBACK");
+    db.after_commit_.clear();
     return result;
   }
-  return db.execute("COMMIT");
+  for (auto& [key, work] : std::exchange(db.after_commit_, {})) work();
+  return result;
+}
+
+void Database::after_commit(std::function<void()> work, const std::string& key) {
+  if (sqlite3_get_autocommit(db_) != 0) {
+    work();
+    return;
+  }
+  for (auto& [queued_key, queued_work] : after_commit_) {
+    if (!key.empty() && queued_key == key) {
+      queued_work = std::move(work);
+      return;
+    }
+  }
+  after_commit_.emplace_back(key, std::move(work));
 }
 
 }  // namespace zwrm::state

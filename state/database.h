@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/error.h"
 
@@ -38,12 +39,21 @@ class Database {
   // Returns an Error carrying SQLite's message for this connection.
   tl::unexpected<Error> sqlite_error(std::string_view what) const;
 
+  // Queues work to run once the current transaction commits (dropped when
+  // it rolls back). Outside a transaction, runs it at once. Work with a
+  // non-empty key replaces queued work of the same key, so only the last of
+  // several updates to one thing runs.
+  void after_commit(std::function<void()> work, const std::string& key = {});
+
  private:
+  friend Status transaction(Database& db, const std::function<Status()>& body);
+
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   Status migrate();
 
   sqlite3* db_;
   std::string path_;
+  std::vector<std::pair<std::string, std::function<void()>>> after_commit_;
 };
 
 // A prepared statement; bind parameters by 1-based index, then step().
@@ -78,7 +88,8 @@ class Statement {
   sqlite3_stmt* statement_;
 };
 
-// Runs body inside BEGIN IMMEDIATE ... COMMIT, rolling back on error.
+// Runs body inside BEGIN IMMEDIATE ... COMMIT, rolling back on error. Inside
+// another transaction, runs body as part of it.
 Status transaction(Database& db, const std::function<Status()>& body);
 
 // Milliseconds since the Unix epoch, the time unit of every table.
