@@ -12,6 +12,8 @@ packages=(
   linux-source-6.1 bc flex bison libelf-dev lz4 xz-utils
   # runs: the VMM, image and volume tools
   qemu-system-x86 e2fsprogs busybox-static mmdebstrap ca-certificates
+  # tests: network namespaces for the egress proxy's test servers
+  iproute2
   # fuzz targets
   clang-14 libclang-rt-14-dev
 )
