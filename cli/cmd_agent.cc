@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <iostream>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +11,7 @@
 #include "cli/prepare.h"
 #include "cli/run_command.h"
 #include "cli/settings.h"
+#include "cli/terminal.h"
 #include "common/printable.h"
 #include "host/images/template.h"
 #include "host/images/volume.h"
@@ -240,16 +240,6 @@ int show_agent(const std::string& name, bool as_json) {
   std::printf("egress allowed to:%s\n", rules->empty() ? " nothing" : "");
   for (const state::PolicyRule& rule : *rules) std::printf("  %s\n", rule.rule.c_str());
   return 0;
-}
-
-// Asks on the terminal. Returns false for any reply but yes, and when there
-// is no terminal to ask on.
-bool confirm(const std::string& question) {
-  if (!::isatty(STDIN_FILENO)) return false;
-  std::fprintf(stderr, "%s [y/N] ", question.c_str());
-  std::string answer;
-  if (!std::getline(std::cin, answer)) return false;
-  return answer == "y" || answer == "Y" || answer == "yes";
 }
 
 int remove_agent(const std::string& name, bool keep_volume, bool yes) {

@@ -3,7 +3,18 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <iostream>
+
 namespace zwrm::cli {
+
+bool confirm(const std::string& question) {
+  if (!::isatty(STDIN_FILENO)) return false;
+  std::fprintf(stderr, "%s [y/N] ", question.c_str());
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return false;
+  return answer == "y" || answer == "Y" || answer == "yes";
+}
 
 std::optional<WindowSize> window_size(int fd) {
   winsize size{};

@@ -1,11 +1,13 @@
-// The user's terminal during an interactive run: raw mode while the guest's
-// pseudo-terminal owns the screen, restored on every way out of the client.
+// The user's terminal: raw mode while the guest's pseudo-terminal owns the
+// screen in an interactive run, restored on every way out of the client, and
+// yes/no questions before a command deletes something.
 #pragma once
 
 #include <termios.h>
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace zwrm::cli {
 
@@ -13,6 +15,11 @@ struct WindowSize {
   std::uint16_t rows = 0;
   std::uint16_t cols = 0;
 };
+
+// Asks question on stderr and reads the reply from stdin. Returns true only
+// for "y", "Y" or "yes", and false without asking when stdin is not a
+// terminal.
+bool confirm(const std::string& question);
 
 // Returns the size of the terminal on fd, or nothing when fd is not one.
 std::optional<WindowSize> window_size(int fd);

@@ -99,13 +99,26 @@ std::optional<Head> read_head(const std::string& path) {
   return Head{id, hash};
 }
 
-// Writes the head file if id is newer than what it names. A lock file
-// orders concurrent writers, and a rename makes the update atomic.
-void write_head(const std::string& path, std::int64_t id, const std::string& hash) {
+// Writes the head file if id is newer than what it names, and only while
+// the event the head names is still in the database with that hash: after
+// newest events were deleted, or an older copy of the database was put
+// back, the head stays where it was, so verify_events keeps reporting it.
+// A lock file orders concurrent writers, and a rename makes the update
+// atomic. A prune, which may remove the event the head names, passes
+// after_prune to move the head anyway.
+void write_head(Database& db, std::int64_t id, const std::string& hash, bool after_prune = false) {
+  const std::string path = audit_head_path(db.path());
   UniqueFd lock(::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock || ::flock(lock.get(), LOCK_EX) != 0) return;
   const std::optional<Head> current = read_head(path);
   if (current && current->id >= id) return;
+  if (current && !after_prune) {
+    auto query = db.prepare("SELECT hash FROM events WHERE id = ?");
+    if (!query) return;
+    query->bind(1, current->id);
+    auto row = query->step();
+    if (!row || !*row || query->text(0) != current->hash) return;
+  }
   const std::string temporary = path + ".tmp";
   UniqueFd file(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!file) return;
@@ -185,7 +198,7 @@ Result<std::int64_t> append_event(Database& db, Event event) {
         .bind(9, prev_hash)
         .bind(10, hash);
     if (auto done = insert->run(); !done) return done;
-    db.after_commit([head = audit_head_path(db.path()), id, hash] { write_head(head, id, hash); }, "audit-head");
+    db.after_commit([&db, id, hash] { write_head(db, id, hash); }, "audit-head");
     return {};
   });
   if (!appended) return tl::unexpected(appended.error());
@@ -213,9 +226,7 @@ Status hash_unhashed_events(Database& db) {
     prev_hash = row.hash;
   }
   if (!rows.empty()) {
-    db.after_commit([head = audit_head_path(db.path()), id = rows.back().id, hash = rows.back().hash] {
-      write_head(head, id, hash);
-    }, "audit-head");
+    db.after_commit([&db, id = rows.back().id, hash = rows.back().hash] { write_head(db, id, hash); }, "audit-head");
   }
   return {};
 }
@@ -266,7 +277,7 @@ Result<std::optional<Event>> find_event(Database& db, std::int64_t id) {
 }
 
 json event_json(const Event& event) {
-  char time_text[32] = "";
+  char time_text[48] = "";
   const std::time_t seconds = static_cast<std::time_t>(event.time_ms / 1000);
   std::tm parts{};
   if (::gmtime_r(&seconds, &parts) != nullptr) {
@@ -381,6 +392,10 @@ Result<PruneResult> prune_events(Database& db, std::int64_t before_ms) {
                                        {"last_removed_id", last_id}, {"anchor_hash", anchor}}});
     if (!appended) return tl::unexpected(appended.error());
     prune_id = *appended;
+    auto newest = newest_row(db);
+    if (!newest || !*newest) return fail("the audit.prune event just written is missing");
+    db.after_commit([&db, id = (*newest)->id, hash = (*newest)->hash] { write_head(db, id, hash, true); },
+                    "audit-head");
     return {};
   });
   if (!pruned) return tl::unexpected(pruned.error());

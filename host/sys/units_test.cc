@@ -1,5 +1,10 @@
 #include "host/sys/units.h"
 
+#include <cstdlib>
+#include <ctime>
+#include <optional>
+#include <string>
+
 #include <gtest/gtest.h>
 
 namespace zwrm::sys {
@@ -49,6 +54,71 @@ TEST(Units, FormatsSizesAndDurations) {
   EXPECT_EQ(format_duration(milliseconds(4'200)), "4.2s");
   EXPECT_EQ(format_duration(milliseconds(185'000)), "3m05s");
   EXPECT_EQ(format_duration(milliseconds(3'720'000)), "1h02m");
+}
+
+// 2026-12-04T10:00:00Z in Unix milliseconds.
+constexpr std::int64_t kDecemberFourth = 1'796'378'400'000;
+
+// Sets TZ for the test and restores it afterwards, because plain dates and
+// times are local.
+class TimeZone {
+ public:
+  explicit TimeZone(const char* zone) {
+    if (const char* previous = std::getenv("TZ")) previous_ = previous;
+    ::setenv("TZ", zone, 1);
+    ::tzset();
+  }
+  ~TimeZone() {
+    if (previous_) {
+      ::setenv("TZ", previous_->c_str(), 1);
+    } else {
+      ::unsetenv("TZ");
+    }
+    ::tzset();
+  }
+
+ private:
+  std::optional<std::string> previous_;
+};
+
+TEST(Units, ParsesTimesBackFromNow) {
+  const std::int64_t now = kDecemberFourth;
+  EXPECT_EQ(parse_time("1h", now).value(), now - 3'600'000);
+  EXPECT_EQ(parse_time("30m", now).value(), now - 1'800'000);
+  EXPECT_EQ(parse_time("2d", now).value(), now - 172'800'000);
+  EXPECT_EQ(parse_time("0s", now).value(), now);
+}
+
+TEST(Units, ParsesTimesWithZone) {
+  EXPECT_EQ(parse_time("2026-12-04T10:00:00Z", 0).value(), kDecemberFourth);
+  EXPECT_EQ(parse_time("2026-12-04 10:00:00z", 0).value(), kDecemberFourth);
+  EXPECT_EQ(parse_time("2026-12-04T10:00:00.25Z", 0).value(), kDecemberFourth + 250);
+  EXPECT_EQ(parse_time("2026-12-04T11:00:00+01:00", 0).value(), kDecemberFourth);
+  EXPECT_EQ(parse_time("2026-12-04T05:00-0500", 0).value(), kDecemberFourth);
+  EXPECT_EQ(parse_time("2026-12-04T12:00+02", 0).value(), kDecemberFourth);
+}
+
+TEST(Units, ParsesLocalTimes) {
+  TimeZone zone("UTC-2");  // POSIX: two hours east of UTC
+  EXPECT_EQ(parse_time("2026-12-04 12:00", 0).value(), kDecemberFourth);
+  EXPECT_EQ(parse_time("2026-12-04T12:00:00", 0).value(), kDecemberFourth);
+  EXPECT_EQ(parse_time("2026-12-04", 0).value(), kDecemberFourth - 12 * 3'600'000);
+  EXPECT_EQ(format_local_time(kDecemberFourth + 999), "2026-12-04 12:00:00");
+}
+
+TEST(Units, RejectsBadTimes) {
+  for (const char* text : {"", "2026", "90", "yesterday", "2026-12", "2026-13-01", "2026-02-30", "2026-12-04 24:00",
+                           "2026-12-04 10", "2026-12-04 10:60", "2026-12-04T10:00:00.", "2026-12-04T10:00+1",
+                           "2026-12-04T10:00 UTC", "2026-12-04x", "-1h"}) {
+    EXPECT_FALSE(parse_time(text, kDecemberFourth)) << text;
+  }
+  auto bare = parse_time("2026", kDecemberFourth);
+  ASSERT_FALSE(bare);
+  EXPECT_NE(bare.error().message.find("invalid time '2026': a duration needs a unit"), std::string::npos)
+      << bare.error().message;
+  auto impossible = parse_time("2026-02-30", kDecemberFourth);
+  ASSERT_FALSE(impossible);
+  EXPECT_NE(impossible.error().message.find("no such date"), std::string::npos) << impossible.error().message;
 }
 
 }  // namespace
