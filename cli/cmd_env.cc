@@ -41,6 +41,9 @@ int set_env(const std::string& name, const std::vector<std::string>& entries) {
       return report_error({"invalid environment entry '" + printable(entry) +
                            "'; use KEY=VALUE with a KEY of letters, digits and '_' that does not start with a digit"});
     }
+    if (!is_valid_utf8(entry)) {
+      return report_error({"invalid environment entry '" + printable(entry) + "': the value is not valid UTF-8"});
+    }
     parsed.emplace_back(key, entry.substr(equals + 1));
   }
   nlohmann::json keys = nlohmann::json::array();
@@ -86,7 +89,7 @@ int list_env(const std::string& name, bool as_json) {
   if (as_json) {
     nlohmann::json value = nlohmann::json::object();
     for (const auto& [key, text] : *env) value[key] = text;
-    std::printf("%s\n", value.dump().c_str());
+    std::printf("%s\n", value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
   for (const auto& [key, text] : *env) std::printf("%s=%s\n", key.c_str(), printable(text).c_str());

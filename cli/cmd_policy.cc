@@ -115,6 +115,9 @@ Result<proxy::Target> parse_test_url(const std::string& url) {
     rest = rest.substr(scheme_end + 3);
   }
   rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (rest.find('@') != std::string::npos) {
+    return fail("invalid URL " + printable(url) + ": the proxy rejects a host with userinfo (user@host); leave it out");
+  }
   auto target = proxy::parse_authority(rest, default_port);
   if (!target) return fail("invalid URL " + printable(url) + ": " + target.error().message);
   return target;
@@ -152,9 +155,13 @@ int test_url(const std::string& name, const std::string& url) {
   const proxy::NameDecision decision = proxy::check_target(rules, *target);
   if (!decision.allowed) {
     std::printf("deny %s: %s\n", where.c_str(), decision.reason.c_str());
-    std::printf("  to allow it: zwrm policy allow %s %s\n", name.c_str(),
-                target->ip ? (target->host + "/" + (target->ip->family == proxy::IpAddress::Family::kV4 ? "32" : "128")).c_str()
-                           : where.c_str());
+    std::string rule = where;
+    if (target->ip) {
+      const bool v4 = target->ip->family == proxy::IpAddress::Family::kV4;
+      const std::string range = target->host + (v4 ? "/32" : "/128");
+      rule = (v4 ? range : "[" + range + "]") + ":" + std::to_string(target->port);
+    }
+    std::printf("  to allow it: zwrm policy allow %s %s\n", name.c_str(), rule.c_str());
     return kExitDenied;
   }
   std::vector<proxy::IpAddress> addresses;

@@ -201,6 +201,21 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
     request.env.insert(request.env.begin(), std::string("TERM=") + (term != nullptr && *term ? term : "xterm-256color"));
   }
 
+  // The run request travels as JSON, whose strings are UTF-8.
+  for (std::size_t i = 0; i < request.argv.size(); ++i) {
+    if (!is_valid_utf8(request.argv[i])) {
+      return fail("argument " + std::to_string(i + 1) + " of the command ('" + printable(request.argv[i]) +
+                  "') is not valid UTF-8; zwrm passes commands to the guest as UTF-8 text");
+    }
+  }
+  for (const std::string& entry : request.env) {
+    if (!is_valid_utf8(entry)) {
+      const std::string key = entry.substr(0, entry.find('='));
+      return fail("environment variable " + printable(key) + " is not valid UTF-8; set it again with -e or `zwrm env set " +
+                  request.project + " " + printable(key) + "=VALUE`");
+    }
+  }
+
   // Checked before anything is built or created; the artifact paths added
   // below are short next to the 64 KiB limit.
   if (auto fits = supervisor::check_request_size(request); !fits) return tl::unexpected(fits.error());

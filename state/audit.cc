@@ -25,7 +25,8 @@ constexpr const char* kColumns = "id, time, project, run, source, type, data, ac
 std::string canonical_content(std::int64_t id, std::int64_t time_ms, const std::string& project,
                               const std::string& run, const std::string& source, const std::string& type,
                               const std::string& actor, const std::string& data_text) {
-  return json::array({id, time_ms, project, run, source, type, actor, data_text}).dump();
+  return json::array({id, time_ms, project, run, source, type, actor, data_text})
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string chain_hash(const std::string& prev_hash, const std::string& content) {
@@ -171,7 +172,9 @@ Result<std::int64_t> append_event(Database& db, Event event) {
   if (event.actor.empty()) event.actor = current_actor();
   if (event.time_ms == 0) event.time_ms = now_unix_ms();
   const std::string source = source_name(event.source);
-  const std::string data_text = event.data.dump();
+  // Data can carry bytes a guest chose (a request path, a TLS server name)
+  // that are not UTF-8: they are stored as U+FFFD rather than failing.
+  const std::string data_text = event.data.dump(-1, ' ', false, json::error_handler_t::replace);
   std::int64_t id = 0;
   std::string hash;
   auto appended = transaction(db, [&]() -> Status {

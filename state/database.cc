@@ -1,9 +1,12 @@
 #include "state/database.h"
 
-#include "state/audit.h"
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <functional>
+
+#include "state/audit.h"
 
 namespace zwrm::state {
 
@@ -152,6 +155,11 @@ std::int64_t now_unix_ms() {
 }
 
 Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
+  // Created owner-only: it holds every agent's settings and the audit log,
+  // and SQLite gives its -wal and -shm files the same mode.
+  if (const int created = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600); created >= 0) {
+    ::close(created);
+  }
   sqlite3* handle = nullptr;
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW;
   if (sqlite3_open_v2(path.c_str(), &handle, flags, nullptr) != SQLITE_OK) {

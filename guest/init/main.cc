@@ -6,6 +6,7 @@
 // the volume and switch into them; report ready; then serve exec requests
 // until the host asks to shut down.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "guest/init/log.h"
 #include "guest/init/session.h"
 #include "guest/init/shutdown.h"
+#include "guest/init/tcp_streams.h"
 #include "protocol/channel.h"
 #include "protocol/message.h"
 
@@ -40,6 +42,10 @@ void prepare_process_state() {
   sigaddset(&mask, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  // Every egress connection holds one descriptor in the init; processes it
+  // starts get the usual soft limit back (spawn.cc).
+  const rlimit files{guest::kInitOpenFiles, guest::kInitOpenFiles};
+  ::setrlimit(RLIMIT_NOFILE, &files);
 }
 
 std::uint64_t uptime_ms() {

@@ -5,6 +5,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -85,6 +86,8 @@ void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NON
   for (int signal_number = 1; signal_number < NSIG; ++signal_number) ::signal(signal_number, SIG_DFL);
 
   ::setsid();
+  const rlimit files{kProcessOpenFiles, kInitOpenFiles};
+  ::setrlimit(RLIMIT_NOFILE, &files);
   if (terminal_fd >= 0 && ::ioctl(terminal_fd, TIOCSCTTY, 0) != 0) child_fail(report_fd, 4);
   ::dup2(stdin_fd, 0);
   ::dup2(stdout_fd, 1);

@@ -150,7 +150,12 @@ void TcpStreams::accept_connections() {
   while (relays_.size() < kMaxConnections) {
     UniqueFd socket(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!socket) {
-      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) log_line("accept on the proxy port failed: %s", std::strerror(errno));
+      // Logged once: a guest out of descriptors would otherwise fill the
+      // console log with the same line.
+      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED && !accept_failure_logged_) {
+        log_line("accept on the proxy port failed: %s", std::strerror(errno));
+        accept_failure_logged_ = true;
+      }
       return;
     }
     const std::uint32_t stream = next_stream_++;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <poll.h>
+#include <sys/resource.h>
 
 #include <cstdint>
 #include <map>
@@ -23,9 +24,13 @@ namespace zwrm::guest {
 // variables set for every process.
 inline constexpr std::uint16_t kProxyPort = 3128;
 inline constexpr const char* kProxyUrl = "http://127.0.0.1:3128";
-// Connections beyond this many are closed at once; the host's own limit
-// (the agent's connection cap) is lower by default.
-inline constexpr std::size_t kMaxConnections = 1024;
+// Connections beyond this many wait in the listen backlog. The host's cap
+// (--max-connections, at most 4096) is lower or equal.
+inline constexpr std::size_t kMaxConnections = 4096;
+// Open files of the init, which holds one descriptor per connection, and
+// the soft limit its processes start with (the usual default).
+inline constexpr rlim_t kInitOpenFiles = 8192;
+inline constexpr rlim_t kProcessOpenFiles = 1024;
 
 class TcpStreams {
  public:
@@ -59,6 +64,7 @@ class TcpStreams {
   std::map<std::uint32_t, UniqueFd> connecting_;
   std::uint32_t next_stream_ = protocol::kFirstGuestStream;
   std::uint32_t highest_host_stream_ = 0;
+  bool accept_failure_logged_ = false;
   std::vector<std::uint32_t> polled_;  // stream of each fd added by add_poll_fds; 0 for the listener
 };
 

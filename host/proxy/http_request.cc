@@ -274,6 +274,8 @@ std::string_view reason_phrase(int status) {
     case 403: return "Forbidden";
     case 405: return "Method Not Allowed";
     case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
     case 431: return "Request Header Fields Too Large";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";

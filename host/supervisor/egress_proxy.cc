@@ -26,7 +26,7 @@ using nlohmann::json;
 struct EgressProxy::Connection {
   explicit Connection(std::uint32_t stream) : relay(stream) {}
 
-  enum class Phase { kRequest, kResolving, kConnecting, kClientHello, kRelaying };
+  enum class Phase { kRequest, kResolving, kConnecting, kRelaying };
 
   protocol::SocketRelay relay;
   Phase phase = Phase::kRequest;
@@ -42,6 +42,14 @@ struct EgressProxy::Connection {
   std::string upstream_head;       // a plain-HTTP request head rewritten for the origin, sent first
   std::uint64_t head_bytes_sent = 0;
   std::string server_name;         // from the ClientHello, when there was one
+  // CONNECT: whether the guest's first bytes were checked (a ClientHello's
+  // server name must match). Until then nothing goes upstream, while the
+  // origin may already speak first.
+  bool first_bytes_checked = false;
+  std::optional<Clock::time_point> first_bytes_at;  // when the guest's first tunnel bytes arrived
+  // Plain HTTP: request body bytes still to forward. Anything the guest
+  // sends after them would be a second request, which is not relayed.
+  std::uint64_t body_remaining = 0;
   std::optional<Clock::time_point> last_sent;      // when the guest last sent bytes upstream
   std::optional<Clock::time_point> last_received;  // when upstream last sent bytes to the guest
   bool done = false;
@@ -102,7 +110,8 @@ EgressProxy::EgressProxy(protocol::Channel& guest, EgressLimits limits, RulesLoa
       record_(std::move(record)),
       resolver_(std::move(resolver)),
       egress_bucket_(limits.egress_rate),
-      ingress_bucket_(limits.ingress_rate) {}
+      ingress_bucket_(limits.ingress_rate),
+      event_budget_(kEventsPerSecond, kEventBurst) {}
 
 EgressProxy::~EgressProxy() = default;
 
@@ -131,7 +140,9 @@ Status EgressProxy::on_guest_frame(const protocol::Frame& frame) {
   }
   if (auto handled = connection.relay.on_frame(frame); !handled) return handled;
   if (connection.phase == Connection::Phase::kRequest) read_request(connection);
-  if (connection.phase == Connection::Phase::kClientHello) check_client_hello(connection, false);
+  if (connection.phase == Connection::Phase::kRelaying && !connection.first_bytes_checked) {
+    check_client_hello(connection, false);
+  }
   erase_finished();
   return {};
 }
@@ -165,6 +176,16 @@ void EgressProxy::read_request(Connection& connection) {
     if (auto mismatch = proxy::host_header_mismatch(request)) {
       deny(connection, 403, *mismatch);
       return;
+    }
+    // One request per connection: the body is forwarded by its length, and
+    // a chunked body, whose end the proxy would have to parse, is refused.
+    if (proxy::find_header(request, "Transfer-Encoding")) {
+      deny(connection, 411,
+           "a plain-HTTP request body needs Content-Length here, not Transfer-Encoding; or use https");
+      return;
+    }
+    if (auto length = proxy::find_header(request, "Content-Length")) {
+      connection.body_remaining = std::strtoull(std::string(*length).c_str(), nullptr, 10);
     }
   }
   if (limits_.quota_bytes != 0 && total_bytes_ >= limits_.quota_bytes) {
@@ -266,14 +287,14 @@ void EgressProxy::on_connected(Connection& connection) {
   }
   connection.relay.consumed(guest_, request.head_size);
   connection.relay.send(guest_, as_bytes(request.version + " 200 Connection established\r\n\r\n"));
-  connection.phase = Connection::Phase::kClientHello;
-  connection.phase_deadline = Clock::now() + kClientHelloTimeout;
+  start_relay(connection);
   check_client_hello(connection, false);
 }
 
 void EgressProxy::check_client_hello(Connection& connection, bool timed_out) {
   const std::string_view inbound = connection.relay.inbound();
-  if (inbound.empty() && !timed_out && !connection.relay.peer_sent_eof()) return;
+  if (inbound.empty() && !connection.relay.peer_sent_eof()) return;
+  if (!connection.first_bytes_at) connection.first_bytes_at = Clock::now();
   const proxy::ClientHelloInfo hello = proxy::parse_client_hello(as_bytes(inbound));
   using Status = proxy::ClientHelloInfo::Status;
   if (hello.status == Status::kNeedMore && !timed_out && !connection.relay.peer_sent_eof()) return;
@@ -290,11 +311,13 @@ void EgressProxy::check_client_hello(Connection& connection, bool timed_out) {
       return;
     }
   }
-  start_relay(connection);
+  connection.first_bytes_checked = true;
 }
 
 void EgressProxy::start_relay(Connection& connection) {
   connection.phase = Connection::Phase::kRelaying;
+  // Only a CONNECT tunnel has first bytes to check.
+  connection.first_bytes_checked = connection.request->kind == proxy::ProxyRequest::Kind::kForward;
 }
 
 void EgressProxy::relay(Connection& connection, short revents) {
@@ -315,21 +338,35 @@ void EgressProxy::relay(Connection& connection, short revents) {
         finish(connection, std::string("writing to the origin failed: ") + std::strerror(errno));
         return;
       }
-    } else {
-      const std::uint64_t budget = egress_bucket_.unlimited() ? SIZE_MAX : egress_bucket_.available(now);
-      moved_up = connection.relay.write_socket(guest_, static_cast<std::size_t>(budget));
+    } else if (connection.first_bytes_checked) {
+      std::uint64_t budget = std::min(egress_bucket_.available(now), quota_left());
+      const bool forward = connection.request->kind == proxy::ProxyRequest::Kind::kForward;
+      if (forward) {
+        if (connection.body_remaining == 0 && !connection.relay.inbound().empty()) {
+          finish(connection, "denied: the guest sent more after its request; the proxy relays one plain-HTTP "
+                             "request per connection");
+          return;
+        }
+        budget = std::min(budget, connection.body_remaining);
+      }
+      moved_up = connection.relay.write_socket(guest_, static_cast<std::size_t>(std::min<std::uint64_t>(budget, SIZE_MAX)));
       egress_bucket_.spend(moved_up);
+      if (forward) connection.body_remaining -= moved_up;
     }
   }
   if (revents & (POLLIN | POLLERR | POLLHUP)) {
-    const std::uint64_t budget = ingress_bucket_.unlimited() ? SIZE_MAX : ingress_bucket_.available(now);
-    moved_down = connection.relay.read_socket(guest_, static_cast<std::size_t>(budget));
+    const std::uint64_t budget = std::min(ingress_bucket_.available(now), quota_left());
+    moved_down = connection.relay.read_socket(guest_, static_cast<std::size_t>(std::min<std::uint64_t>(budget, SIZE_MAX)));
     ingress_bucket_.spend(moved_down);
   }
   total_bytes_ += moved_up + moved_down;
   if (moved_up > 0) connection.last_sent = now;
   if (moved_down > 0) connection.last_received = now;
   if (moved_up + moved_down > 0) last_transfer_ = now;
+  if (quota_left() == 0) {
+    finish(connection, "denied: the run used its egress quota of " + sys::format_size(limits_.quota_bytes));
+    return;
+  }
   if (connection.relay.finished()) finish(connection, end_reason(connection.relay));
 }
 
@@ -350,7 +387,8 @@ void EgressProxy::add_poll_fds(std::vector<pollfd>& fds) {
       events = POLLOUT;
     } else if (connection->phase == Connection::Phase::kRelaying) {
       fd = connection->relay.fd();
-      const bool wants_send = !connection->upstream_head.empty() || connection->relay.wants_write();
+      const bool wants_send = !connection->upstream_head.empty() ||
+                              (connection->first_bytes_checked && connection->relay.wants_write());
       const bool wants_receive = connection->relay.wants_read(guest_);
       if (wants_send && may_send) events |= POLLOUT;
       if (wants_receive && may_receive) events |= POLLIN;
@@ -392,7 +430,14 @@ void EgressProxy::handle_poll(const std::vector<pollfd>& fds, std::size_t first)
 
 void EgressProxy::handle_timers(Clock::time_point now) {
   for (auto& [stream, connection] : connections_) {
-    if (connection->done || now < connection->phase_deadline) continue;
+    // A ClientHello that started must complete in time.
+    if (!connection->done && connection->phase == Connection::Phase::kRelaying && !connection->first_bytes_checked &&
+        connection->first_bytes_at && now - *connection->first_bytes_at >= kClientHelloTimeout) {
+      check_client_hello(*connection, true);
+    }
+    if (connection->done || connection->phase == Connection::Phase::kRelaying || now < connection->phase_deadline) {
+      continue;
+    }
     switch (connection->phase) {
       case Connection::Phase::kRequest:
         deny(*connection, 408, "the request head did not arrive within " + std::to_string(kRequestTimeout.count()) + " s");
@@ -402,9 +447,6 @@ void EgressProxy::handle_timers(Clock::time_point now) {
         break;
       case Connection::Phase::kConnecting:
         deny(*connection, 504, "connecting to " + proxy::format_ip(*connection->address) + " timed out");
-        break;
-      case Connection::Phase::kClientHello:
-        check_client_hello(*connection, true);
         break;
       case Connection::Phase::kRelaying:
         break;
@@ -420,10 +462,19 @@ std::optional<Clock::time_point> EgressProxy::next_wakeup(Clock::time_point now)
   };
   for (const auto& [stream, connection] : connections_) {
     if (connection->phase != Connection::Phase::kRelaying) consider(connection->phase_deadline);
+    if (connection->phase == Connection::Phase::kRelaying && !connection->first_bytes_checked &&
+        connection->first_bytes_at) {
+      consider(*connection->first_bytes_at + kClientHelloTimeout);
+    }
   }
   if (send_throttled_) consider(now + chunk_wait(egress_bucket_, limits_.egress_rate, now));
   if (receive_throttled_) consider(now + chunk_wait(ingress_bucket_, limits_.ingress_rate, now));
   return next;
+}
+
+std::uint64_t EgressProxy::quota_left() const {
+  if (limits_.quota_bytes == 0) return UINT64_MAX;
+  return total_bytes_ >= limits_.quota_bytes ? 0 : limits_.quota_bytes - total_bytes_;
 }
 
 bool EgressProxy::busy(Clock::time_point now) const {
@@ -470,9 +521,26 @@ void EgressProxy::finish(Connection& connection, const std::string& reason) {
   if (!connection.address_rule.empty()) data["address_rule"] = connection.address_rule;
   if (connection.address) data["address"] = proxy::format_ip(*connection.address);
   if (!connection.server_name.empty()) data["server_name"] = connection.server_name;
-  record_("egress", std::move(data));
-  spdlog::info("egress stream {}: {}", connection.relay.stream(), reason.empty() ? "closed" : reason);
+  // A guest can open connections far faster than anyone reads their
+  // events: past the budget they are counted, and the count is recorded.
+  if (event_budget_.available(Clock::now()) == 0) {
+    ++suppressed_events_;
+  } else {
+    event_budget_.spend(1);
+    record_suppressed();
+    record_("egress", std::move(data));
+    spdlog::info("egress stream {}: {}", connection.relay.stream(), reason.empty() ? "closed" : reason);
+  }
   connection.relay.close(guest_, reason);
+}
+
+void EgressProxy::record_suppressed() {
+  if (suppressed_events_ == 0) return;
+  record_("egress.suppressed", {{"events", suppressed_events_},
+                                {"reason", "more than " + std::to_string(kEventsPerSecond) +
+                                               " egress events per second; these connections were not recorded one by one"}});
+  spdlog::warn("{} egress events over the rate limit were not recorded one by one", suppressed_events_);
+  suppressed_events_ = 0;
 }
 
 void EgressProxy::erase_finished() {
@@ -484,6 +552,7 @@ void EgressProxy::erase_finished() {
 void EgressProxy::close_all(const std::string& reason) {
   for (auto& [stream, connection] : connections_) finish(*connection, reason);
   connections_.clear();
+  record_suppressed();
 }
 
 }  // namespace zwrm::supervisor

@@ -8,7 +8,8 @@
 // request with an absolute URL); check the host against the rules; resolve
 // the name; check every address against the special ranges; connect to
 // exactly the address that passed; for CONNECT, answer 200 and check the TLS
-// ClientHello's server name against the CONNECT host; then relay. A denied
+// ClientHello's server name against the CONNECT host before any byte goes
+// upstream; then relay, a plain-HTTP request's body by its length only. A denied
 // connection gets an HTTP error response whose body says why.
 #pragma once
 
@@ -78,11 +79,15 @@ class EgressProxy {
   static constexpr std::chrono::seconds kRequestTimeout{30};
   static constexpr std::chrono::seconds kResolveTimeout{30};
   static constexpr std::chrono::seconds kConnectTimeout{30};
-  // A CONNECT client that sends nothing this long after the 200 is taken to
-  // speak a protocol where the server talks first: its tunnel has no
-  // ClientHello to check.
-  static constexpr std::chrono::seconds kClientHelloTimeout{5};
+  // A ClientHello that has begun must be complete this long after its first
+  // bytes. Until a tunnel's first bytes are checked, nothing the guest sends
+  // goes upstream, however long it waits, while the origin may speak first.
+  static constexpr std::chrono::seconds kClientHelloTimeout{10};
   static constexpr std::chrono::minutes kAwaitingResponse{10};
+  // Egress events recorded one by one, per second and in a burst; beyond
+  // that an egress.suppressed event counts them.
+  static constexpr std::uint64_t kEventsPerSecond = 50;
+  static constexpr std::uint64_t kEventBurst = 500;
 
  private:
   struct Connection;
@@ -99,7 +104,11 @@ class EgressProxy {
   void deny(Connection& connection, int status, const std::string& reason);
   void finish(Connection& connection, const std::string& reason);
   void erase_finished();
+  void record_suppressed();
   std::optional<std::vector<proxy::Rule>> load_rules(Connection& connection);
+  // Bytes the run may still move before its quota is used (UINT64_MAX
+  // without a quota).
+  std::uint64_t quota_left() const;
 
   protocol::Channel& guest_;
   EgressLimits limits_;
@@ -108,6 +117,8 @@ class EgressProxy {
   std::unique_ptr<Resolver> resolver_;
   proxy::TokenBucket egress_bucket_;
   proxy::TokenBucket ingress_bucket_;
+  proxy::TokenBucket event_budget_;
+  std::uint64_t suppressed_events_ = 0;
   std::map<std::uint32_t, std::unique_ptr<Connection>> connections_;
   std::uint32_t highest_stream_ = 0;
   std::uint64_t total_bytes_ = 0;

@@ -263,5 +263,25 @@ TEST(BadInput, CorruptTemplateImageFailsBoot) {
   EXPECT_TRUE(home.run_directories().empty());
 }
 
+// Commands and environment travel to the guest as UTF-8 text: other bytes
+// are an error before anything starts, not a crash.
+TEST(BadInput, NonUtf8ArgumentsRejected) {
+  TestHome home;
+  const Outcome argument = home.zwrm(run_args("utf", {"echo", "caf\xe9"}));
+  EXPECT_EQ(argument.exit_code, 125) << argument;
+  EXPECT_EQ(argument.err, "zwrm: error: argument 2 of the command ('caf\\xe9') is not valid UTF-8; zwrm passes "
+                          "commands to the guest as UTF-8 text\n")
+      << argument;
+  const Outcome variable = home.zwrm(run_args("utf", {"true"}, {"-e", "K=\xfe"}));
+  EXPECT_EQ(variable.exit_code, 125) << variable;
+  EXPECT_NE(variable.err.find("environment variable K is not valid UTF-8"), std::string::npos) << variable;
+  EXPECT_TRUE(home.vmm_pids().empty());
+
+  ASSERT_EQ(home.zwrm({"agent", "create", "utf", "--template", "minimal"}).exit_code, 0);
+  const Outcome stored = home.zwrm({"env", "set", "utf", "K=\xff"});
+  EXPECT_EQ(stored.exit_code, 125) << stored;
+  EXPECT_NE(stored.err.find("is not valid UTF-8"), std::string::npos) << stored;
+}
+
 }  // namespace
 }  // namespace zwrm::integration

@@ -284,17 +284,91 @@ PY
   EXPECT_NE(result.out.find("fourth HTTP/1.1 200 Connection established"), std::string::npos) << result;
 }
 
-TEST_F(EgressTest, QuotaDeniesNextConnection) {
+// The quota caps the bytes of open connections too: the download stops at
+// 1 MiB, and the next connection is denied.
+TEST_F(EgressTest, QuotaStopsTransferAndNextConnection) {
   allow({"web.test:8080"});
   allow_test_subnet();
   const Outcome result = run(
-      "curl -sS -o /dev/null -w 'first %{http_code} %{size_download}\\n' http://web.test:8080/bytes/1500000; "
+      "curl -sS -o /dev/null -w 'first %{http_code} %{size_download}\\n' http://web.test:8080/bytes/3000000; "
       "curl -sS -w 'second %{http_code}\\n' http://web.test:8080/",
       {"--egress-quota", "1M"});
   ASSERT_EQ(result.exit_code, 0) << result;
-  EXPECT_NE(result.out.find("first 200 1500000"), std::string::npos) << result;
+  std::size_t first_size = 0;
+  const std::size_t first = result.out.find("first 200 ");
+  ASSERT_NE(first, std::string::npos) << result;
+  first_size = std::stoul(result.out.substr(first + 10));
+  EXPECT_LT(first_size, 1u << 20) << result;
+  EXPECT_GT(first_size, 0u) << result;
   EXPECT_NE(result.out.find("quota"), std::string::npos) << result;
   EXPECT_NE(result.out.find("second 403"), std::string::npos) << result;
+}
+
+// A second request pipelined on a plain-HTTP connection never reaches the
+// origin, whatever its Host header says; a chunked body is refused.
+TEST_F(EgressTest, OneRequestPerPlainConnection) {
+  allow({"web.test:8080"});
+  allow_test_subnet();
+  const std::string script = R"(python3 - <<'PY'
+import socket
+s = socket.create_connection(('127.0.0.1', 3128))
+s.sendall(b'GET http://web.test:8080/first HTTP/1.1\r\nHost: web.test:8080\r\n\r\n'
+          b'GET /second HTTP/1.1\r\nHost: other.test:8080\r\n\r\n')
+data = b''
+while True:
+    chunk = s.recv(4096)
+    if not chunk: break
+    data += chunk
+print('pipelined:', data.split(b'\r\n')[0].decode())
+s = socket.create_connection(('127.0.0.1', 3128))
+s.sendall(b'POST http://web.test:8080/ HTTP/1.1\r\nHost: web.test:8080\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n')
+print('chunked:', s.recv(100).split(b'\r\n')[0].decode())
+s = socket.create_connection(('127.0.0.1', 3128))
+s.sendall(b'GET http://web.test:8080/caf\xe9 HTTP/1.1\r\nHost: web.test:8080\r\n\r\n')
+print('latin-1 path:', s.recv(100).split(b'\r\n')[0].decode())
+PY
+)";
+  const Outcome result = run(script);
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_NE(result.out.find("chunked: HTTP/1.1 411 Length Required"), std::string::npos) << result;
+  // A path that is not UTF-8 is recorded with U+FFFD in its place.
+  EXPECT_NE(result.out.find("latin-1 path: HTTP/1.1 404"), std::string::npos) << result;
+  bool recorded = false;
+  for (const nlohmann::json& event : egress_events("web.test")) {
+    recorded = recorded || event.value("path", "") == "/caf\xef\xbf\xbd";
+  }
+  EXPECT_TRUE(recorded);
+  EXPECT_EQ(network_->log().find("/second"), std::string::npos) << network_->log();
+  EXPECT_EQ(network_->log().find("host=other.test"), std::string::npos) << network_->log();
+}
+
+// A client that waits before its ClientHello is still checked: nothing it
+// sends reaches the origin until the server name matches.
+TEST_F(EgressTest, DelayedClientHelloStillChecked) {
+  allow({"web.test:8443"});
+  allow_test_subnet();
+  const std::string script = R"(python3 - <<'PY'
+import socket, ssl, time
+s = socket.create_connection(('127.0.0.1', 3128))
+s.sendall(b'CONNECT web.test:8443 HTTP/1.1\r\nHost: web.test:8443\r\n\r\n')
+head = b''
+while b'\r\n\r\n' not in head:
+    head += s.recv(1)
+time.sleep(7)
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+try:
+    context.wrap_socket(s, server_hostname='other.test').close()
+    print('late hello: handshake ok')
+except (ssl.SSLError, OSError):
+    print('late hello: handshake failed')
+PY
+)";
+  const Outcome result = run(script);
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_NE(result.out.find("late hello: handshake failed"), std::string::npos) << result;
+  EXPECT_EQ(network_->log().find("sni=other.test"), std::string::npos) << network_->log();
 }
 
 // A policy change reaches a live run at its next connection.
