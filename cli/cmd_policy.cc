@@ -44,6 +44,24 @@ Result<std::vector<std::string>> canonical_rules(const std::vector<std::string>&
   return rules;
 }
 
+// Warns when a new address range rule also opens loopback or a cloud
+// metadata address, which a range such as 0.0.0.0/0 does silently.
+void warn_about_host_addresses(const std::vector<std::string>& rules) {
+  for (const std::string& text : rules) {
+    auto rule = proxy::parse_rule(text);
+    if (!rule || rule->kind != proxy::Rule::Kind::kAddressRange) continue;
+    for (const char* sensitive : {"127.0.0.1", "::1", "169.254.169.254", "fd00:ec2::254"}) {
+      const auto address = proxy::parse_ip_literal(sensitive);
+      if (address && rule->range.contains(*address)) {
+        std::fprintf(stderr,
+                     "zwrm: warning: %s includes %s (%s), so this agent's runs can reach that address as seen from "
+                     "this host, where the proxy runs\n",
+                     text.c_str(), sensitive, std::string(proxy::special_range(*address).value_or("special")).c_str());
+      }
+    }
+  }
+}
+
 int change_rules(const std::string& name, const std::vector<std::string>& texts, bool allow) {
   auto session = open_session();
   if (!session) return report_error(session.error());
@@ -73,6 +91,7 @@ int change_rules(const std::string& name, const std::vector<std::string>& texts,
   });
   if (!stored) return report_error(stored.error());
   for (const std::string& rule : changed) std::printf("%s %s for agent %s\n", allow ? "allowed" : "removed", rule.c_str(), name.c_str());
+  if (allow) warn_about_host_addresses(changed);
   for (const std::string& rule : unchanged) std::printf("agent %s already allows %s\n", name.c_str(), rule.c_str());
   return 0;
 }

@@ -61,6 +61,14 @@ TEST_F(PolicyCliTest, DenyRemovesAnySpelling) {
   EXPECT_EQ(events[0]["rules"], nlohmann::json::array({"api.example.com"}));
 }
 
+TEST_F(PolicyCliTest, BroadRangeWarnsAboutHostAddresses) {
+  const Outcome allowed = home_.zwrm({"policy", "allow", "a1", "0.0.0.0/0", "10.0.0.0/8"});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed;
+  EXPECT_NE(allowed.err.find("warning: 0.0.0.0/0 includes 127.0.0.1 (loopback)"), std::string::npos) << allowed;
+  EXPECT_NE(allowed.err.find("warning: 0.0.0.0/0 includes 169.254.169.254 (metadata)"), std::string::npos) << allowed;
+  EXPECT_EQ(allowed.err.find("10.0.0.0/8 includes"), std::string::npos) << allowed;
+}
+
 TEST_F(PolicyCliTest, DenyOfMissingRuleFails) {
   ASSERT_EQ(home_.zwrm({"policy", "allow", "a1", "api.example.com"}).exit_code, 0);
   const Outcome denied = home_.zwrm({"policy", "deny", "a1", "api.example.com", "other.example.com"});
