@@ -15,6 +15,7 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kFatal: return "fatal";
     case FrameType::kPing: return "ping";
     case FrameType::kPong: return "pong";
+    case FrameType::kGuestEvents: return "guest-events";
     case FrameType::kExec: return "exec";
     case FrameType::kStarted: return "started";
     case FrameType::kStdin: return "stdin";

@@ -11,8 +11,8 @@
 //   12      n     payload
 //
 // Streams multiplex independent exchanges: stream 0 carries session frames
-// (hello, setup, shutdown), each process started in the guest and each TCP
-// connection has its own stream. The host chooses ids below
+// (hello, setup, shutdown, guest events), each process started in the guest
+// and each TCP connection has its own stream. The host chooses ids below
 // kFirstGuestStream (processes, connections into the guest), the guest
 // chooses ids from kFirstGuestStream up (connections to the egress proxy),
 // each side in increasing order. The payload layout of each type is in
@@ -44,6 +44,7 @@ enum class FrameType : std::uint8_t {
   kFatal = 5,      // either way: an unrecoverable error text, then close
   kPing = 6,       // host -> guest: are you alive? (no payload)
   kPong = 7,       // guest -> host: answer to kPing, with guest CPU use (Pong)
+  kGuestEvents = 8,  // guest -> host: process and file events for the audit log (GuestEvents)
 
   // Process streams, stream id >= 1.
   kExec = 16,      // host -> guest: start a process (ExecRequest)

@@ -87,6 +87,125 @@ class Reader {
 
 constexpr std::size_t kMaxCloseReason = 1024;
 
+using EventKind = GuestEvent::Kind;
+
+// Returns the flag bits a kind may carry.
+std::uint8_t allowed_flags(EventKind kind) {
+  switch (kind) {
+    case EventKind::kExec:
+      return GuestEvent::kArgvTruncated | GuestEvent::kArgvUnreadable | GuestEvent::kStatusUnreadable;
+    case EventKind::kExit: return GuestEvent::kSignaled;
+    case EventKind::kFileCreate:
+    case EventKind::kFileModify:
+    case EventKind::kFileDelete:
+    case EventKind::kFileRename:
+      return GuestEvent::kDirectory | GuestEvent::kPathTruncated | GuestEvent::kPathUnresolved;
+  }
+  return 0;
+}
+
+bool valid_argv(const GuestEvent& event) {
+  if (event.argv.size() > kMaxEventArgs) return false;
+  std::size_t total = 0;
+  for (const std::string& arg : event.argv) {
+    if (arg.size() > kMaxEventArgBytes) return false;
+    total += arg.size();
+  }
+  // An unreadable argv is empty, and only an unreadable one is: the kernel
+  // gives every process at least one argument since Linux 5.18.
+  const bool unreadable = (event.flags & GuestEvent::kArgvUnreadable) != 0;
+  if (unreadable && (event.flags & GuestEvent::kArgvTruncated) != 0) return false;
+  return total <= kMaxEventArgvBytes && unreadable == event.argv.empty();
+}
+
+bool valid_path(const std::string& path) { return !path.empty() && path.size() <= kMaxEventPathBytes; }
+
+// Checks the per-kind rules of a decoded event: flags, limits and ranges.
+bool valid_event(const GuestEvent& event) {
+  if ((event.flags & ~allowed_flags(event.kind)) != 0) return false;
+  switch (event.kind) {
+    case EventKind::kExec:
+      return event.pid != 0 && event.comm.size() <= kMaxEventCommBytes && valid_argv(event);
+    case EventKind::kExit: {
+      const bool signaled = (event.flags & GuestEvent::kSignaled) != 0;
+      const bool status_valid = signaled ? event.status >= 1 && event.status <= 64 : event.status <= 255;
+      return event.pid != 0 && event.comm.size() <= kMaxEventCommBytes && status_valid;
+    }
+    case EventKind::kFileRename:
+      return valid_path(event.path) && valid_path(event.new_path);
+    case EventKind::kFileCreate:
+    case EventKind::kFileModify:
+    case EventKind::kFileDelete:
+      return valid_path(event.path);
+  }
+  return false;
+}
+
+void write_event(Writer& writer, const GuestEvent& event) {
+  writer.u8(static_cast<std::uint8_t>(event.kind));
+  writer.u8(event.flags);
+  writer.u64(event.time_ms);
+  writer.u32(event.pid);
+  switch (event.kind) {
+    case EventKind::kExec:
+      writer.u32(event.ppid);
+      writer.u32(event.uid);
+      writer.str(event.comm);
+      writer.strings(event.argv);
+      return;
+    case EventKind::kExit:
+      writer.u32(event.ppid);
+      writer.str(event.comm);
+      writer.u32(event.status);
+      return;
+    case EventKind::kFileRename:
+      writer.str(event.path);
+      writer.str(event.new_path);
+      return;
+    case EventKind::kFileCreate:
+    case EventKind::kFileModify:
+    case EventKind::kFileDelete:
+      writer.str(event.path);
+      return;
+  }
+}
+
+// Reads one event; returns false on an unknown kind (the reader's own state
+// covers short payloads).
+bool read_event(Reader& reader, GuestEvent& event) {
+  const std::uint8_t kind = reader.u8();
+  event.flags = reader.u8();
+  event.time_ms = reader.u64();
+  event.pid = reader.u32();
+  if (kind < static_cast<std::uint8_t>(EventKind::kExec) || kind > static_cast<std::uint8_t>(EventKind::kFileRename)) {
+    return false;
+  }
+  event.kind = static_cast<EventKind>(kind);
+  switch (event.kind) {
+    case EventKind::kExec:
+      event.ppid = reader.u32();
+      event.uid = reader.u32();
+      event.comm = reader.str();
+      event.argv = reader.strings();
+      break;
+    case EventKind::kExit:
+      event.ppid = reader.u32();
+      event.comm = reader.str();
+      event.status = reader.u32();
+      break;
+    case EventKind::kFileRename:
+      event.path = reader.str();
+      event.new_path = reader.str();
+      break;
+    case EventKind::kFileCreate:
+    case EventKind::kFileModify:
+    case EventKind::kFileDelete:
+      event.path = reader.str();
+      break;
+  }
+  return true;
+}
+
 tl::unexpected<Error> malformed(const char* what) {
   return fail(std::string("protocol violation: malformed ") + what + " payload");
 }
@@ -203,6 +322,38 @@ Bytes encode(const TcpConnect& message) {
 Bytes encode(const TcpClose& message) {
   Writer writer;
   writer.str(message.reason.substr(0, kMaxCloseReason));
+  return writer.take();
+}
+
+std::size_t encoded_size(const GuestEvent& event) {
+  constexpr std::size_t kCommon = 1 + 1 + 8 + 4;  // kind, flags, time, pid
+  constexpr std::size_t kLength = 4;              // before each string and list
+  std::size_t size = kCommon;
+  switch (event.kind) {
+    case EventKind::kExec:
+      size += 4 + 4 + kLength + event.comm.size() + kLength;
+      for (const std::string& arg : event.argv) size += kLength + arg.size();
+      break;
+    case EventKind::kExit:
+      size += 4 + kLength + event.comm.size() + 4;
+      break;
+    case EventKind::kFileRename:
+      size += kLength + event.path.size() + kLength + event.new_path.size();
+      break;
+    case EventKind::kFileCreate:
+    case EventKind::kFileModify:
+    case EventKind::kFileDelete:
+      size += kLength + event.path.size();
+      break;
+  }
+  return size;
+}
+
+Bytes encode(const GuestEvents& message) {
+  Writer writer;
+  writer.u64(message.dropped);
+  writer.u32(static_cast<std::uint32_t>(message.events.size()));
+  for (const GuestEvent& event : message.events) write_event(writer, event);
   return writer.take();
 }
 
@@ -336,6 +487,21 @@ Result<TcpClose> decode_tcp_close(std::span<const std::uint8_t> payload) {
   TcpClose message;
   message.reason = reader.str();
   if (!reader.complete() || message.reason.size() > kMaxCloseReason) return malformed("tcp-close");
+  return message;
+}
+
+Result<GuestEvents> decode_guest_events(std::span<const std::uint8_t> payload) {
+  Reader reader(payload);
+  GuestEvents message;
+  message.dropped = reader.u64();
+  const std::uint32_t count = reader.u32();
+  // The count is checked before anything is allocated for it.
+  if (count > kMaxGuestEventsPerBatch || (count == 0 && message.dropped == 0)) return malformed("guest-events");
+  message.events.resize(count);
+  for (GuestEvent& event : message.events) {
+    if (!read_event(reader, event) || !valid_event(event)) return malformed("guest-events");
+  }
+  if (!reader.complete()) return malformed("guest-events");
   return message;
 }
 

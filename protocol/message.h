@@ -7,6 +7,7 @@
 // Client <-> supervisor payloads are JSON and live in host/supervisor.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -19,7 +20,7 @@ namespace zwrm::protocol {
 
 // Raised whenever a payload layout below changes incompatibly. The host and
 // the guest init are built together, so a mismatch means a stale init image.
-inline constexpr std::uint32_t kProtocolVersion = 3;
+inline constexpr std::uint32_t kProtocolVersion = 4;
 
 using Bytes = std::vector<std::uint8_t>;
 
@@ -112,6 +113,68 @@ struct ExitStatus {
   int shell_status() const;
 };
 
+// Limits of a guest-events payload. The guest init truncates or splits to
+// stay within them, and a decoder rejects a payload that exceeds any of them.
+inline constexpr std::size_t kMaxGuestEventsPerBatch = 64;
+inline constexpr std::size_t kMaxEventArgs = 32;
+inline constexpr std::size_t kMaxEventArgBytes = 1024;   // one argument
+inline constexpr std::size_t kMaxEventArgvBytes = 4096;  // all arguments together
+inline constexpr std::size_t kMaxEventPathBytes = 1024;
+inline constexpr std::size_t kMaxEventCommBytes = 15;    // TASK_COMM_LEN in the kernel, less its NUL
+
+// One process or file event observed in the guest. Which fields a kind
+// carries is listed beside each field; the others stay empty or zero.
+struct GuestEvent {
+  enum class Kind : std::uint8_t {
+    kExec = 1,        // a process called execve
+    kExit = 2,        // a process that had called execve exited
+    kFileCreate = 3,  // under /workspace, like the other file kinds
+    kFileModify = 4,
+    kFileDelete = 5,
+    kFileRename = 6,
+  };
+  // Bits of flags. Each kind accepts only the bits listed for it.
+  // exec: argv was cut to the limits above.
+  static constexpr std::uint8_t kArgvTruncated = 1 << 0;
+  // exec: the process ended before its argv could be read, so argv is empty.
+  static constexpr std::uint8_t kArgvUnreadable = 1 << 1;
+  // exec: /proc/PID/status was gone as well, so uid is unknown and ppid
+  // comes from the process's fork event (0 when that was not seen either).
+  static constexpr std::uint8_t kStatusUnreadable = 1 << 2;
+  // exit: status is the number of the signal that ended the process.
+  static constexpr std::uint8_t kSignaled = 1 << 3;
+  // file: the object is a directory.
+  static constexpr std::uint8_t kDirectory = 1 << 4;
+  // file: path or new_path was cut to kMaxEventPathBytes.
+  static constexpr std::uint8_t kPathTruncated = 1 << 5;
+  // file: the directory was gone before its path could be resolved, so the
+  // path is only the entry's name.
+  static constexpr std::uint8_t kPathUnresolved = 1 << 6;
+
+  Kind kind = Kind::kExec;
+  std::uint8_t flags = 0;
+  std::uint64_t time_ms = 0;  // all: guest wall clock (ms since the epoch) when the init read the event
+  std::uint32_t pid = 0;      // all: the process; for file events the one that made the change (0: unknown)
+  std::uint32_t ppid = 0;     // exec, exit: its parent (0: unknown)
+  std::uint32_t uid = 0;      // exec: real user id
+  std::string comm;           // exec, exit: the kernel's command name (empty: unknown)
+  std::vector<std::string> argv;  // exec
+  std::uint32_t status = 0;   // exit: exit code 0..255, or the signal 1..64 with kSignaled
+  std::string path;           // file: the object's path; for a rename, the old path
+  std::string new_path;       // rename: the new path
+};
+
+struct GuestEvents {
+  std::uint64_t dropped = 0;  // events the guest dropped since its previous batch
+  std::vector<GuestEvent> events;  // at most kMaxGuestEventsPerBatch; empty only when dropped > 0
+};
+
+// Returns the bytes event adds to an encoded GuestEvents payload, so the
+// guest can fill a frame up to kMaxPayload.
+std::size_t encoded_size(const GuestEvent& event);
+// The bytes of a GuestEvents payload before its events.
+inline constexpr std::size_t kGuestEventsHeaderSize = 12;
+
 Bytes encode(const Hello& message);
 Bytes encode(const Setup& message);
 Bytes encode(const Ready& message);
@@ -126,6 +189,7 @@ Bytes encode(const Signal& message);
 Bytes encode(const ExitStatus& message);
 Bytes encode(const TcpConnect& message);
 Bytes encode(const TcpClose& message);
+Bytes encode(const GuestEvents& message);
 
 Result<Hello> decode_hello(std::span<const std::uint8_t> payload);
 Result<Setup> decode_setup(std::span<const std::uint8_t> payload);
@@ -141,5 +205,6 @@ Result<Signal> decode_signal(std::span<const std::uint8_t> payload);
 Result<ExitStatus> decode_exit(std::span<const std::uint8_t> payload);
 Result<TcpConnect> decode_tcp_connect(std::span<const std::uint8_t> payload);
 Result<TcpClose> decode_tcp_close(std::span<const std::uint8_t> payload);
+Result<GuestEvents> decode_guest_events(std::span<const std::uint8_t> payload);
 
 }  // namespace zwrm::protocol

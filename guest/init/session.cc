@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "guest/init/audit_events.h"
 #include "guest/init/log.h"
 #include "guest/init/spawn.h"
 #include "guest/init/tcp_streams.h"
@@ -33,6 +34,9 @@ using protocol::FrameType;
 // background child still holds the pipe open.
 constexpr std::int64_t kDrainIdleMs = 200;
 constexpr std::size_t kReadChunk = 32 * 1024;
+// How long the final frames (the last audit events) may take to leave once
+// the host asked for shutdown.
+constexpr std::int64_t kShutdownFlushMs = 1000;
 
 // Returns the guest's busy CPU time since boot from the first line of
 // /proc/stat ("cpu user nice system idle iowait irq softirq ..."), in ms.
@@ -90,11 +94,14 @@ class Session {
   void write_stdin(Process& process);
   void close_output(Process& process, Output& output);
   void finish_exited_processes();
+  void send_audit_events();
+  void flush_before_shutdown();
   void send(FrameType type, std::uint32_t stream, const Bytes& payload) { channel_.send(type, stream, payload); }
 
   protocol::Channel& channel_;
   TcpStreams tcp_;
   UniqueFd signal_fd_;
+  std::unique_ptr<AuditEvents> audit_events_;
   std::map<std::uint32_t, std::unique_ptr<Process>> processes_;
   bool shutdown_ = false;
 };
@@ -108,6 +115,8 @@ Status Session::run() {
   // Without the proxy port, processes get "connection refused" from the
   // proxy address, which is the right failure: nothing else is reachable.
   if (auto listening = tcp_.listen_proxy(); !listening) log_line("%s", listening.error().message.c_str());
+  // Started before the first exec request is read, so its process is seen.
+  audit_events_ = AuditEvents::start("/workspace");
 
   while (!shutdown_) {
     // Rebuilt every round: a handful of descriptors, and interest depends on
@@ -115,9 +124,12 @@ Status Session::run() {
     std::vector<pollfd> fds;
     std::vector<std::pair<Process*, Output*>> owners;
     std::vector<Process*> stdin_owners;
+    const bool channel_has_room = channel_.pending_bytes() < protocol::Channel::kMaxPendingBytes;
     fds.push_back({channel_.fd(), static_cast<short>(POLLIN | (channel_.has_pending() ? POLLOUT : 0)), 0});
     fds.push_back({signal_fd_.get(), POLLIN, 0});
-    const bool channel_has_room = channel_.pending_bytes() < protocol::Channel::kMaxPendingBytes;
+    // While the channel is full, audit events wait in the collector, which
+    // counts what it cannot queue as dropped.
+    fds.push_back({audit_events_ && channel_has_room ? audit_events_->ready_fd() : -1, POLLIN, 0});
     const std::size_t first_output = fds.size();
     for (auto& [stream, process] : processes_) {
       for (Output* output : {&process->out, &process->err}) {
@@ -153,6 +165,7 @@ Status Session::run() {
       }
     }
     if (fds[1].revents & POLLIN) reap_children();
+    if (fds[2].revents & POLLIN) send_audit_events();
     for (std::size_t i = first_output; i < first_stdin; ++i) {
       if (fds[i].revents) read_output(*owners[i - first_output].first, *owners[i - first_output].second);
     }
@@ -163,7 +176,24 @@ Status Session::run() {
     finish_exited_processes();
     if (auto flushed = channel_.flush(); !flushed) return flushed;
   }
+  flush_before_shutdown();
   return {};
+}
+
+void Session::send_audit_events() {
+  if (!audit_events_) return;
+  for (const Bytes& payload : audit_events_->take_batches()) {
+    channel_.send(FrameType::kGuestEvents, protocol::kSessionStream, payload);
+  }
+}
+
+void Session::flush_before_shutdown() {
+  const std::int64_t deadline = now_ms() + kShutdownFlushMs;
+  while (channel_.has_pending() && now_ms() < deadline) {
+    pollfd fd{channel_.fd(), POLLOUT, 0};
+    ::poll(&fd, 1, static_cast<int>(deadline - now_ms()));
+    if (!channel_.flush()) return;
+  }
 }
 
 Status Session::handle_frame(protocol::Frame&& frame) {
@@ -171,6 +201,9 @@ Status Session::handle_frame(protocol::Frame&& frame) {
     if (frame.type == FrameType::kShutdown) {
       shutdown_ = true;
       tcp_.close_all();
+      // What the processes did up to now is reported; what happens while
+      // the init ends them is not.
+      send_audit_events();
       return {};
     }
     if (frame.type == FrameType::kPing) {

@@ -177,6 +177,7 @@ Status Supervisor::start_vm() {
   guest_ = std::make_unique<protocol::Channel>(UniqueFd(control_pair[0]));
   console_fd_.reset(console_pair[0]);
   relay_ = std::make_unique<ExecRelay>(*guest_, client_.get());
+  guest_events_ = std::make_unique<GuestEventLog>(*db_, request_.project, run_id_);
   if (auto network = start_network(); !network) return network;
 
   vmm::VmConfig config;
@@ -309,6 +310,7 @@ void Supervisor::handle_timers() {
     }
     if (egress_->busy(now)) note_activity();
   }
+  if (guest_events_) guest_events_->handle_timers(now);
   if (phase_ == Phase::kRunning && monitor_.idle(now)) {
     record("run.idle", {{"idle_timeout_ms", *request_.idle_timeout_ms}});
     stop({kExitDeadline, "idle",
@@ -332,7 +334,8 @@ int Supervisor::poll_timeout_ms() const {
   const std::optional<Clock::time_point> watch =
       phase_ == Phase::kRunning ? monitor_.next_wakeup() : std::optional<Clock::time_point>();
   const std::optional<Clock::time_point> egress = egress_ ? egress_->next_wakeup(Clock::now()) : std::nullopt;
-  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_, watch, egress}) {
+  const std::optional<Clock::time_point> drop_report = guest_events_ ? guest_events_->next_wakeup() : std::nullopt;
+  for (const auto& deadline : {boot_deadline_, run_deadline_, kill_deadline_, watch, egress, drop_report}) {
     if (deadline && (!next || *deadline < *next)) next = deadline;
   }
   if (!next) return -1;
@@ -439,7 +442,9 @@ void Supervisor::teardown() {
                        {"duration_ms", duration.count()},
                        {"console_bytes_dropped", console_ ? console_->dropped_bytes() : 0},
                        {"guest_oom_kills", console_ ? console_->oom_kills() : 0},
-                       {"host_oom_kills", host_oom_kills}});
+                       {"host_oom_kills", host_oom_kills},
+                       {"guest_events_recorded", guest_events_ ? guest_events_->recorded() : 0},
+                       {"guest_events_dropped", guest_events_ ? guest_events_->dropped() : 0}});
     if (auto ended = state::mark_run_ended(*db_, run_id_, outcome.exit_code, outcome.cause, outcome.detail); !ended) {
       spdlog::error("cannot record the end of the run: {}", ended.error().message);
     }

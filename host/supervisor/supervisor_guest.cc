@@ -101,6 +101,9 @@ void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
     case FrameType::kPong:
       handle_pong(frame);
       return;
+    case FrameType::kGuestEvents:
+      handle_guest_events(frame);
+      return;
     case FrameType::kHello: {
       auto hello = protocol::decode_hello(frame.payload);
       if (!hello || hello->protocol_version != protocol::kProtocolVersion || phase_ != Phase::kBooting) {
@@ -150,6 +153,17 @@ void Supervisor::handle_pong(const protocol::Frame& frame) {
     return;
   }
   monitor_.on_pong(pong->cpu_busy_ms, Clock::now());
+}
+
+void Supervisor::handle_guest_events(const protocol::Frame& frame) {
+  // The init sends events only after ready, and may until it powers off.
+  if (phase_ < Phase::kRunning) {
+    stop({kExitZwrmError, "protocol-error", "the guest sent guest events before it was ready"});
+    return;
+  }
+  if (auto recorded = guest_events_->on_batch(frame.payload, Clock::now()); !recorded) {
+    stop({kExitZwrmError, "protocol-error", recorded.error().message});
+  }
 }
 
 void Supervisor::handle_vmm_exit(int status) {

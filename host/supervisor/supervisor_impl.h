@@ -24,6 +24,7 @@
 #include "host/supervisor/egress_proxy.h"
 #include "host/supervisor/exec_relay.h"
 #include "host/supervisor/exit_codes.h"
+#include "host/supervisor/guest_events.h"
 #include "host/supervisor/guest_monitor.h"
 #include "host/supervisor/published_ports.h"
 #include "host/supervisor/run_request.h"
@@ -81,6 +82,7 @@ class Supervisor {
   std::vector<std::uint8_t> handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer);
   ControlReply extend_deadline(const protocol::Frame& frame, const PeerCredentials& peer);
   void handle_pong(const protocol::Frame& frame);
+  void handle_guest_events(const protocol::Frame& frame);
   void note_activity() { monitor_.on_activity(Clock::now()); }
   void read_console();
   void handle_signals();
@@ -102,6 +104,7 @@ class Supervisor {
   std::unique_ptr<ExecRelay> relay_;
   std::unique_ptr<EgressProxy> egress_;
   std::unique_ptr<PublishedPorts> published_;
+  std::unique_ptr<GuestEventLog> guest_events_;
   std::optional<Clock::time_point> egress_activity_seen_;
   std::optional<ConsoleLog> console_;
   std::optional<ControlSocket> control_;

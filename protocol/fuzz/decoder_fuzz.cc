@@ -18,6 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case FrameType::kReady: (void)decode_ready(frame.payload); break;
       case FrameType::kFatal: (void)decode_fatal(frame.payload); break;
       case FrameType::kPong: (void)decode_pong(frame.payload); break;
+      case FrameType::kGuestEvents: (void)decode_guest_events(frame.payload); break;
       case FrameType::kStarted: (void)decode_started(frame.payload); break;
       case FrameType::kEof: (void)decode_eof(frame.payload); break;
       case FrameType::kCredit: (void)decode_credit(frame.payload); break;
