@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 
@@ -169,11 +170,20 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
   }
   std::unique_ptr<Database> db(new Database(handle, path));
   sqlite3_busy_timeout(handle, 10'000);
-  if (auto done = db->execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"); !done) {
-    return tl::unexpected(done.error());
+  // Switching a new database to WAL needs it to itself, and SQLite answers
+  // "database is locked" at once instead of waiting when another process
+  // opens it at the same moment; so both steps are retried for a while.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int attempt = 0;; ++attempt) {
+    Status opened = db->execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    if (opened) opened = db->migrate();
+    if (opened) return db;
+    const int code = sqlite3_errcode(handle) & 0xff;
+    const bool busy = code == SQLITE_BUSY || code == SQLITE_LOCKED ||
+                      opened.error().message.find("database is locked") != std::string::npos;
+    if (!busy || std::chrono::steady_clock::now() > give_up) return tl::unexpected(opened.error());
+    ::usleep(static_cast<useconds_t>(std::min(10 + attempt * 10, 100)) * 1000);
   }
-  if (auto migrated = db->migrate(); !migrated) return tl::unexpected(migrated.error());
-  return db;
 }
 
 Database::~Database() { sqlite3_close(db_); }
