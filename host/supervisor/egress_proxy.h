@@ -70,6 +70,8 @@ class EgressProxy {
   // connect in progress, or a request sent upstream less than
   // kAwaitingResponse ago with no answer yet (a long model call).
   bool busy(Clock::time_point now) const;
+  // Bytes moved through the proxy so far, both directions.
+  std::uint64_t total_bytes() const { return total_bytes_; }
   // When bytes last moved through any connection.
   std::optional<Clock::time_point> last_transfer() const { return last_transfer_; }
 

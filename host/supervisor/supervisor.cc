@@ -32,9 +32,11 @@ using Clock = Supervisor::Clock;
 using protocol::FrameType;
 using nlohmann::json;
 
-void Supervisor::record(const std::string& type, json data) {
+void Supervisor::record(const std::string& type, json data, const std::string& actor) {
   if (!db_) return;
-  auto appended = state::append_event(*db_, {request_.project, run_id_, state::EventSource::kHost, type, std::move(data)});
+  state::Event event{request_.project, run_id_, state::EventSource::kHost, type, std::move(data)};
+  event.actor = actor;
+  auto appended = state::append_event(*db_, std::move(event));
   if (!appended) spdlog::error("cannot record {} event: {}", type, appended.error().message);
 }
 
@@ -250,6 +252,7 @@ void Supervisor::read_console() {
 }
 
 void Supervisor::stop(Outcome outcome) {
+  if (phase_ == Phase::kRunning) sample_memory();
   if (!outcome_) {
     spdlog::info("stopping: {} ({})", outcome.cause, outcome.detail);
     outcome_ = std::move(outcome);
@@ -297,6 +300,7 @@ void Supervisor::handle_timers() {
     } else if (monitor_.ping_due(now)) {
       guest_->send(FrameType::kPing, protocol::kSessionStream);
       monitor_.ping_sent(now);
+      sample_memory();
     }
   }
   if (egress_) {
@@ -411,7 +415,13 @@ void Supervisor::event_loop() {
   }
 }
 
+void Supervisor::sample_memory() {
+  if (!cgroup_) return;
+  if (auto usage = cgroup_->usage(); usage) peak_memory_bytes_ = std::max(peak_memory_bytes_, usage->memory_bytes);
+}
+
 void Supervisor::teardown() {
+  sample_memory();
   if (vmm_pid_ > 0) {
     ::kill(vmm_pid_, SIGKILL);
     ::waitpid(vmm_pid_, nullptr, 0);
@@ -428,8 +438,12 @@ void Supervisor::teardown() {
   if (published_) published_->close_all("the run ended");
   if (!run_dir_.empty()) (void)sys::remove_tree(run_dir_);
   std::uint64_t host_oom_kills = 0;
+  std::int64_t cpu_ms = 0;
   if (cgroup_) {
-    if (auto usage = cgroup_->usage(); usage) host_oom_kills = usage->oom_kills;
+    if (auto usage = cgroup_->usage(); usage) {
+      host_oom_kills = usage->oom_kills;
+      cpu_ms = std::chrono::duration_cast<std::chrono::milliseconds>(usage->cpu).count();
+    }
     if (auto removed = cgroup_->remove(::getpid()); !removed) {
       spdlog::error("cannot remove the run's cgroup: {}", removed.error().message);
     }
@@ -443,6 +457,12 @@ void Supervisor::teardown() {
                        {"console_bytes_dropped", console_ ? console_->dropped_bytes() : 0},
                        {"guest_oom_kills", console_ ? console_->oom_kills() : 0},
                        {"host_oom_kills", host_oom_kills},
+                       // Resource use of the VMM and supervisor, from the run's cgroup when it had one.
+                       // Memory is the largest sample, taken when the guest is ready, every 10 s, and
+                       // when the run starts to end.
+                       {"cpu_ms", cgroup_ ? json(cpu_ms) : json(nullptr)},
+                       {"memory_peak_bytes", cgroup_ ? json(peak_memory_bytes_) : json(nullptr)},
+                       {"egress_bytes", egress_ ? egress_->total_bytes() : 0},
                        {"guest_events_recorded", guest_events_ ? guest_events_->recorded() : 0},
                        {"guest_events_dropped", guest_events_ ? guest_events_->dropped() : 0}});
     if (auto ended = state::mark_run_ended(*db_, run_id_, outcome.exit_code, outcome.cause, outcome.detail); !ended) {

@@ -130,6 +130,7 @@ void Supervisor::handle_guest_frame(protocol::Frame&& frame) {
       phase_ = Phase::kRunning;
       boot_deadline_.reset();
       monitor_.start(Clock::now());
+      sample_memory();
       published_->start();
       send_exec();
       return;

@@ -96,7 +96,10 @@ class Supervisor {
   // Starts ending the run. The first cause wins; later calls only escalate.
   void stop(Outcome outcome);
   void kill_vmm();
-  void record(const std::string& type, nlohmann::json data);
+  // Appends a host event of this run; actor empty means the supervisor's
+  // own user.
+  void record(const std::string& type, nlohmann::json data, const std::string& actor = {});
+  void sample_memory();
   int poll_timeout_ms() const;
 
   std::unique_ptr<protocol::Channel> client_;
@@ -131,6 +134,7 @@ class Supervisor {
   std::optional<Clock::time_point> exec_started_at_;
   GuestMonitor monitor_{std::nullopt, 1};
   std::optional<cgroup::RunCgroup> cgroup_;
+  std::uint64_t peak_memory_bytes_ = 0;
 };
 
 }  // namespace zwrm::supervisor

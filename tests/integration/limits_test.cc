@@ -2,6 +2,8 @@
 // VM and its cgroup, and the host and the deadline keep working.
 #include <thread>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "tests/integration/harness.h"
@@ -65,6 +67,14 @@ TEST(Limits, RunCgroupIsRemoved) {
   // The stopped run has no cgroup left to read.
   const nlohmann::json ended = home.runs(/*all=*/true).at(0);
   EXPECT_FALSE(ended.contains("usage"));
+  // Its resource use and who stopped it are in the audit log.
+  const auto ends = home.events("run.end");
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_GT(ends[0]["cpu_ms"].get<std::int64_t>(), 0) << ends[0].dump();
+  EXPECT_GT(ends[0]["memory_peak_bytes"].get<std::int64_t>(), 16 << 20) << ends[0].dump();
+  const auto stops = home.events("run.stop-request");
+  ASSERT_EQ(stops.size(), 1u);
+  EXPECT_EQ(stops[0]["by_uid"], ::getuid());
 }
 
 }  // namespace
