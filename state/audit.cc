@@ -101,9 +101,9 @@ std::optional<Head> read_head(const std::string& path) {
 }
 
 // Writes the head file if id is newer than what it names, and only while
-// the event the head names is still in the database with that hash: after
-// newest events were deleted, or an older copy of the database was put
-// back, the head stays where it was, so verify_events keeps reporting it.
+// the event the head names is still in the database with that hash. So
+// after the newest events were deleted, or an older copy of the database
+// was put back, the head stays where it was and verify_events reports it.
 // A lock file orders concurrent writers, and a rename makes the update
 // atomic. A prune, which may remove the event the head names, passes
 // after_prune to move the head anyway.

@@ -8,7 +8,7 @@
 // breaks the chain. After every commit the newest row's id and hash are also
 // written to a head file beside the database (zwrm.db.audit-head), so
 // dropping the newest rows, or rebuilding the whole chain, is detected too.
-// Event data never holds a secret's value; callers pass names only.
+// Event data never contains a secret's value, because callers pass names only.
 #pragma once
 
 #include <cstdint>
@@ -33,9 +33,9 @@ struct Event {
   EventSource source = EventSource::kHost;
   std::string type;     // dotted name: run.start, run.exec, egress, guest.process, ...
   nlohmann::json data = nlohmann::json::object();
-  // Who caused it: "root (uid 0)" for a CLI call, the run's user for its
-  // supervisor, "guest" for guest-reported events. Empty: the calling
-  // process's Unix user, filled in by append_event.
+  // The cause of the event: "root (uid 0)" for a CLI call, the run's user
+  // for its supervisor, "guest" for guest-reported events. When empty,
+  // append_event fills in the calling process's Unix user.
   std::string actor;
   std::int64_t time_ms = 0;  // 0: now
   // Set when read back.

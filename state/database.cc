@@ -156,8 +156,8 @@ std::int64_t now_unix_ms() {
 }
 
 Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
-  // Created owner-only: it holds every agent's settings and the audit log,
-  // and SQLite gives its -wal and -shm files the same mode.
+  // Created owner-only, because it contains every agent's settings and the
+  // audit log. SQLite gives its -wal and -shm files the same mode.
   if (const int created = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600); created >= 0) {
     ::close(created);
   }
@@ -170,9 +170,9 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
   }
   std::unique_ptr<Database> db(new Database(handle, path));
   sqlite3_busy_timeout(handle, 10'000);
-  // Switching a new database to WAL needs it to itself, and SQLite answers
-  // "database is locked" at once instead of waiting when another process
-  // opens it at the same moment; so both steps are retried for a while.
+  // Switching a new database to WAL needs exclusive access. When another
+  // process opens it at the same moment, SQLite returns "database is
+  // locked" at once instead of waiting, so both steps are retried.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (int attempt = 0;; ++attempt) {
     Status opened = db->execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
