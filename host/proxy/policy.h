@@ -45,7 +45,7 @@ struct Rule {
 // expected forms.
 Result<Rule> parse_rule(std::string_view text);
 
-// What the policy says about a target before its name is resolved.
+// The policy's decision on a target before its name is resolved.
 struct NameDecision {
   bool allowed = false;
   std::string rule;    // text of the rule that allowed it, if one did
@@ -57,7 +57,7 @@ struct NameDecision {
 // an address range rule on that port: name rules never match IP literals.
 NameDecision check_target(const std::vector<Rule>& rules, const Target& target);
 
-// What the policy says about one resolved address of an allowed target.
+// The policy's decision on the resolved addresses of an allowed target.
 struct AddressDecision {
   bool allowed = false;
   IpAddress address;   // the address to connect to, when allowed
