@@ -131,6 +131,19 @@ void write_head(Database& db, std::int64_t id, const std::string& hash, bool aft
   ::rename(temporary.c_str(), path.c_str());
 }
 
+// Returns every event as stored, in id order.
+Result<std::vector<StoredRow>> all_rows(Database& db) {
+  auto query = db.prepare((std::string("SELECT ") + kColumns + " FROM events ORDER BY id").c_str());
+  if (!query) return tl::unexpected(query.error());
+  std::vector<StoredRow> rows;
+  for (;;) {
+    auto row = query->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return rows;
+    rows.push_back(read_row(*query));
+  }
+}
+
 Result<std::optional<StoredRow>> newest_row(Database& db) {
   auto query = db.prepare((std::string("SELECT ") + kColumns + " FROM events ORDER BY id DESC LIMIT 1").c_str());
   if (!query) return tl::unexpected(query.error());
@@ -156,8 +169,9 @@ Result<std::int64_t> next_event_id(Database& db) {
 
 const char* source_name(EventSource source) { return source == EventSource::kHost ? "host" : "guest"; }
 
-std::string current_actor() {
-  const uid_t uid = ::getuid();
+std::string current_actor() { return actor_for_uid(::getuid()); }
+
+std::string actor_for_uid(uid_t uid) {
   passwd entry{};
   passwd* found = nullptr;
   char buffer[4096];
@@ -209,15 +223,9 @@ Result<std::int64_t> append_event(Database& db, Event event) {
 }
 
 Status hash_unhashed_events(Database& db) {
-  auto query = db.prepare((std::string("SELECT ") + kColumns + " FROM events ORDER BY id").c_str());
-  if (!query) return tl::unexpected(query.error());
-  std::vector<StoredRow> rows;
-  for (;;) {
-    auto row = query->step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) break;
-    rows.push_back(read_row(*query));
-  }
+  auto stored = all_rows(db);
+  if (!stored) return tl::unexpected(stored.error());
+  std::vector<StoredRow>& rows = *stored;
   std::string prev_hash;
   for (StoredRow& row : rows) {
     row.prev_hash = prev_hash;
@@ -296,15 +304,9 @@ json event_json(const Event& event) {
 
 Result<VerifyReport> verify_events(Database& db) {
   VerifyReport report;
-  auto query = db.prepare((std::string("SELECT ") + kColumns + " FROM events ORDER BY id").c_str());
-  if (!query) return tl::unexpected(query.error());
-  std::vector<StoredRow> rows;
-  for (;;) {
-    auto row = query->step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) break;
-    rows.push_back(read_row(*query));
-  }
+  auto stored = all_rows(db);
+  if (!stored) return tl::unexpected(stored.error());
+  const std::vector<StoredRow>& rows = *stored;
   const auto broken = [&](std::int64_t id, std::string problem) {
     report.ok = false;
     report.broken_id = id;

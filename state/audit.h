@@ -11,6 +11,8 @@
 // Event data never contains a secret's value, because callers pass names only.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,6 +48,8 @@ struct Event {
 
 // Returns "NAME (uid N)" for the calling process's real user.
 std::string current_actor();
+// Returns "NAME (uid N)" for uid, with NAME "unknown" when it has no entry.
+std::string actor_for_uid(uid_t uid);
 
 // Appends one event and returns its id. Works inside and outside
 // state::transaction(). The head file is written once the row is committed.

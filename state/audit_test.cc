@@ -248,7 +248,8 @@ TEST_F(AuditTest, ConcurrentWritersKeepChain) {
   for (int writer = 0; writer < kWriters; ++writer) {
     int status = 0;
     ::wait(&status);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
   }
   auto db = Database::open(path_);
   ASSERT_TRUE(db);

@@ -42,7 +42,7 @@ void prepare_process_state() {
   sigaddset(&mask, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
-  // Every egress connection holds one descriptor in the init; processes it
+  // Every egress connection takes one descriptor in the init. Processes it
   // starts get the usual soft limit back (spawn.cc).
   const rlimit files{guest::kInitOpenFiles, guest::kInitOpenFiles};
   ::setrlimit(RLIMIT_NOFILE, &files);

@@ -27,7 +27,7 @@ inline constexpr const char* kProxyUrl = "http://127.0.0.1:3128";
 // Connections beyond this many wait in the listen backlog. The host's cap
 // (--max-connections, at most 4096) is lower or equal.
 inline constexpr std::size_t kMaxConnections = 4096;
-// Open files of the init, which holds one descriptor per connection, and
+// Open files of the init, which keeps one descriptor per connection, and
 // the soft limit its processes start with (the usual default).
 inline constexpr rlim_t kInitOpenFiles = 8192;
 inline constexpr rlim_t kProcessOpenFiles = 1024;
@@ -49,7 +49,7 @@ class TcpStreams {
   void add_poll_fds(std::vector<pollfd>& fds);
   void handle_poll(const std::vector<pollfd>& fds, std::size_t first);
 
-  // Closes every connection and tells the host (at shutdown).
+  // Closes every connection and sends tcp-close for each (at shutdown).
   void close_all();
 
  private:

@@ -33,7 +33,7 @@ struct ProxyRequest {
   std::size_t head_size = 0;  // bytes of the request line and headers, up to and including the blank line
 };
 
-// A request the proxy answers itself with an HTTP error status.
+// A request the proxy rejects with an HTTP error status of its own.
 struct RequestError {
   int status = 400;     // 400, 405 (a method or scheme the proxy does not relay), 431, 505
   std::string message;  // one sentence for the response body and the audit row

@@ -68,7 +68,7 @@ class EgressProxy {
 
   // Whether a connection is at work although no bytes move: a lookup or a
   // connect in progress, or a request sent upstream less than
-  // kAwaitingResponse ago with no answer yet (a long model call).
+  // kAwaitingResponse ago with no response yet (a long model call).
   bool busy(Clock::time_point now) const;
   // Bytes moved through the proxy so far, both directions.
   std::uint64_t total_bytes() const { return total_bytes_; }

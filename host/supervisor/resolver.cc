@@ -89,7 +89,7 @@ void Resolver::start(std::uint64_t id, const std::string& host) {
     return;
   }
   // The thread holds the shared state, not the resolver, so a lookup that
-  // outlives the run (a slow DNS server) writes into a pipe nobody reads.
+  // outlives the run (a slow DNS server) writes into a pipe that is no longer read.
   std::thread([shared = shared_, id, host]() {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;

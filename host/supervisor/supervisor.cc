@@ -305,7 +305,7 @@ void Supervisor::handle_timers() {
   }
   if (egress_) {
     egress_->handle_timers(now);
-    // Bytes moving through the proxy, or a request waiting for its answer,
+    // Bytes moving through the proxy, or a request waiting for its response,
     // keep the run from being idle.
     const auto transfer = egress_->last_transfer();
     if (transfer && transfer != egress_activity_seen_) {

@@ -1,10 +1,9 @@
 // The client side of a run: frames from the attached client, requests on
 // the run's control socket (stop, extend), and a client that goes away.
-#include <pwd.h>
-
 #include <spdlog/spdlog.h>
 
 #include "host/supervisor/supervisor_impl.h"
+#include "state/audit.h"
 #include "state/runs.h"
 
 namespace zwrm::supervisor {
@@ -12,22 +11,6 @@ namespace zwrm::supervisor {
 using Clock = Supervisor::Clock;
 using protocol::FrameType;
 using nlohmann::json;
-
-namespace {
-
-// Returns "NAME (uid N)" for the user on the other end of the control socket.
-std::string peer_actor(const PeerCredentials& peer) {
-  passwd entry{};
-  passwd* found = nullptr;
-  char buffer[4096];
-  const std::string name = ::getpwuid_r(static_cast<uid_t>(peer.uid), &entry, buffer, sizeof buffer, &found) == 0 &&
-                                   found != nullptr
-                               ? found->pw_name
-                               : "unknown";
-  return name + " (uid " + std::to_string(peer.uid) + ")";
-}
-
-}  // namespace
 
 void Supervisor::handle_client_frame(protocol::Frame&& frame) {
   if (frame.type == FrameType::kStopRequest) {
@@ -51,7 +34,7 @@ void Supervisor::handle_client_frame(protocol::Frame&& frame) {
 std::vector<std::uint8_t> Supervisor::handle_control_frame(const protocol::Frame& frame, const PeerCredentials& peer) {
   ControlReply reply;
   if (frame.type == FrameType::kStopRequest) {
-    record("run.stop-request", {{"by_uid", peer.uid}, {"by_pid", peer.pid}}, peer_actor(peer));
+    record("run.stop-request", {{"by_uid", peer.uid}, {"by_pid", peer.pid}}, state::actor_for_uid(peer.uid));
     stop({kExitStopped, "stopped",
           "stopped by `zwrm stop` (uid " + std::to_string(peer.uid) + ", pid " + std::to_string(peer.pid) + ")"});
   } else if (frame.type == FrameType::kExtendRequest) {
@@ -76,7 +59,7 @@ ControlReply Supervisor::extend_deadline(const protocol::Frame& frame, const Pee
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*run_deadline_ - Clock::now()).count();
   (void)state::set_run_deadline(*db_, run_id_, state::now_unix_ms() + left);
   record("run.extend", {{"by_ms", request->by_ms}, {"deadline_in_ms", left}, {"by_uid", peer.uid}, {"by_pid", peer.pid}},
-         peer_actor(peer));
+         state::actor_for_uid(peer.uid));
   spdlog::info("deadline extended by {} ms; {} ms left", request->by_ms, left);
   return {true, "", left};
 }
