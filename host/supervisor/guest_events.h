@@ -24,6 +24,7 @@
 
 #include "common/error.h"
 #include "host/proxy/token_bucket.h"
+#include "host/supervisor/guest_record.h"
 #include "protocol/message.h"
 #include "state/audit.h"
 #include "state/database.h"
@@ -50,26 +51,6 @@ struct GuestEventLimits {
 };
 
 inline constexpr std::chrono::seconds kDropReportInterval{10};
-
-// The audit event type and data of one guest event.
-struct GuestRecord {
-  std::string type;  // process.exec, process.exit, file.create, file.modify, file.delete or file.rename
-  nlohmann::json data;
-};
-
-// Builds the audit record of one decoded event. Strings from the guest are
-// made valid UTF-8 first (see valid_utf8), so the JSON can always be written.
-GuestRecord make_guest_record(const protocol::GuestEvent& event);
-
-// Cuts an exec record's arguments until its data fits max_bytes, and sets
-// argv_truncated. Returns false when it still does not fit, or the record
-// has no arguments to cut.
-bool fit_guest_record(GuestRecord& record, std::size_t max_bytes);
-
-// Returns text with every byte that is not part of a valid UTF-8 sequence
-// replaced by U+FFFD, so file names and arguments in other encodings can go
-// into JSON.
-std::string valid_utf8(std::string_view text);
 
 class GuestEventLog {
  public:

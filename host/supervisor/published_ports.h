@@ -18,21 +18,11 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "host/supervisor/port_mapping.h"
 #include "protocol/channel.h"
 #include "protocol/socket_relay.h"
 
 namespace zwrm::supervisor {
-
-struct PortMapping {
-  std::string host_address = "127.0.0.1";
-  std::uint16_t host_port = 0;
-  std::uint16_t guest_port = 0;
-};
-
-// Parses "[ADDR:]HOSTPORT:GUESTPORT"; ADDR is an IPv4 address or an IPv6
-// address in brackets.
-Result<PortMapping> parse_port_mapping(const std::string& text);
-std::string format_port_mapping(const PortMapping& mapping);
 
 class PublishedPorts {
  public:
