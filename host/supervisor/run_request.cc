@@ -1,6 +1,9 @@
 #include "host/supervisor/run_request.h"
 
 #include <algorithm>
+#include <limits>
+#include <stdexcept>
+#include <utility>
 
 namespace zwrm::supervisor {
 
@@ -14,15 +17,57 @@ Artifact artifact_from(const json& value) {
   return Artifact{value.at("path").get<std::string>(), value.at("digest").get<std::string>()};
 }
 
-// nlohmann's accessors throw on a missing key or a wrong type; the client
-// channel is trusted input, but a bad message still becomes an Error.
+// A field whose value is outside the range its message allows.
+class InvalidField : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// nlohmann's accessors throw on a missing key or a wrong type, and the
+// readers below throw InvalidField. The client channel is trusted input,
+// but a bad message still becomes an Error.
 template <typename Parse>
 auto parse_message(const char* what, Parse parse) -> Result<decltype(parse())> {
   try {
     return parse();
   } catch (const json::exception& error) {
     return fail(std::string("malformed ") + what + " message: " + error.what());
+  } catch (const InvalidField& error) {
+    return fail(std::string("malformed ") + what + " message: " + error.what());
   }
+}
+
+// Reads an integer field of type T. nlohmann's get<T>() also takes a float
+// or a boolean and casts it, and casting a float outside T's range is
+// undefined behaviour, so only an integer within T's range is accepted.
+template <typename T>
+T integer_field(const json& value, const char* name) {
+  const json& field = value.at(name);
+  if (field.is_number_unsigned()) {
+    const auto number = field.get<std::uint64_t>();
+    if (std::in_range<T>(number)) return static_cast<T>(number);
+  } else if (field.is_number_integer()) {
+    const auto number = field.get<std::int64_t>();
+    if (std::in_range<T>(number)) return static_cast<T>(number);
+  }
+  throw InvalidField(std::string(name) + " must be an integer from " + std::to_string(std::numeric_limits<T>::min()) +
+                     " to " + std::to_string(std::numeric_limits<T>::max()));
+}
+
+// Reads a duration in milliseconds from 1 to kMaxDurationMs, so that adding
+// it to a clock reading cannot overflow.
+std::int64_t duration_field(const json& value, const char* name) {
+  const auto ms = integer_field<std::int64_t>(value, name);
+  if (ms < 1 || ms > kMaxDurationMs) {
+    throw InvalidField(std::string(name) + " must be from 1 to " + std::to_string(kMaxDurationMs) + " ms");
+  }
+  return ms;
+}
+
+// Reads a deadline: null for none, or a duration.
+std::optional<std::int64_t> deadline_field(const json& value, const char* name) {
+  if (value.at(name).is_null()) return std::nullopt;
+  return duration_field(value, name);
 }
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -104,22 +149,22 @@ Result<RunRequest> run_request_from_json(const json& value) {
     request.root = value.at("root").get<bool>();
     request.tty = value.at("tty").get<bool>();
     request.allow_no_limits = value.at("allow_no_limits").get<bool>();
-    request.rows = value.at("rows").get<std::uint16_t>();
-    request.cols = value.at("cols").get<std::uint16_t>();
-    request.cpus = value.at("cpus").get<unsigned>();
-    request.memory_mib = value.at("memory_mib").get<std::uint64_t>();
-    if (!value.at("timeout_ms").is_null()) request.timeout_ms = value.at("timeout_ms").get<std::int64_t>();
-    if (!value.at("idle_timeout_ms").is_null()) request.idle_timeout_ms = value.at("idle_timeout_ms").get<std::int64_t>();
+    request.rows = integer_field<std::uint16_t>(value, "rows");
+    request.cols = integer_field<std::uint16_t>(value, "cols");
+    request.cpus = integer_field<unsigned>(value, "cpus");
+    request.memory_mib = integer_field<std::uint64_t>(value, "memory_mib");
+    request.timeout_ms = deadline_field(value, "timeout_ms");
+    request.idle_timeout_ms = deadline_field(value, "idle_timeout_ms");
     request.accel = value.at("accel").get<std::string>();
     request.accel_reason = value.at("accel_reason").get<std::string>();
     request.kernel = artifact_from(value.at("kernel"));
     request.initramfs = artifact_from(value.at("initramfs"));
     request.image = artifact_from(value.at("image"));
     request.volume = value.at("volume").get<std::string>();
-    request.egress_rate = value.at("egress_rate").get<std::uint64_t>();
-    request.ingress_rate = value.at("ingress_rate").get<std::uint64_t>();
-    request.egress_quota = value.at("egress_quota").get<std::uint64_t>();
-    request.max_connections = value.at("max_connections").get<unsigned>();
+    request.egress_rate = integer_field<std::uint64_t>(value, "egress_rate");
+    request.ingress_rate = integer_field<std::uint64_t>(value, "ingress_rate");
+    request.egress_quota = integer_field<std::uint64_t>(value, "egress_quota");
+    request.max_connections = integer_field<unsigned>(value, "max_connections");
     request.publish = value.at("publish").get<std::vector<std::string>>();
     return request;
   });
@@ -141,7 +186,7 @@ json to_json(const RunEnded& ended) {
 
 Result<RunEnded> run_ended_from_json(const json& value) {
   return parse_message("run ended", [&] {
-    return RunEnded{value.at("run").get<std::string>(), value.at("exit_code").get<int>(),
+    return RunEnded{value.at("run").get<std::string>(), integer_field<int>(value, "exit_code"),
                     value.at("cause").get<std::string>(), value.at("detail").get<std::string>(),
                     value.value("notes", std::vector<std::string>())};
   });
@@ -150,7 +195,17 @@ Result<RunEnded> run_ended_from_json(const json& value) {
 json to_json(const ExtendRequest& extend) { return {{"by_ms", extend.by_ms}}; }
 
 Result<ExtendRequest> extend_request_from_json(const json& value) {
-  return parse_message("extend request", [&] { return ExtendRequest{value.at("by_ms").get<std::int64_t>()}; });
+  return parse_message("extend request", [&] { return ExtendRequest{duration_field(value, "by_ms")}; });
+}
+
+Result<std::chrono::milliseconds> extended_time_left(std::chrono::milliseconds time_left, const ExtendRequest& extend) {
+  const std::chrono::milliseconds longest(kMaxDurationMs);
+  const std::chrono::milliseconds by(extend.by_ms);
+  if (by <= std::chrono::milliseconds::zero() || by > longest || time_left > longest - by) {
+    return fail("the deadline cannot be extended to more than " + std::to_string(kMaxDurationMs / 86'400'000) +
+                " days from now");
+  }
+  return time_left + by;
 }
 
 json to_json(const ControlReply& reply) {
@@ -162,7 +217,7 @@ json to_json(const ControlReply& reply) {
 Result<ControlReply> control_reply_from_json(const json& value) {
   return parse_message("control reply", [&] {
     ControlReply reply{value.at("ok").get<bool>(), value.at("message").get<std::string>(), std::nullopt};
-    if (!value.at("deadline_in_ms").is_null()) reply.deadline_in_ms = value.at("deadline_in_ms").get<std::int64_t>();
+    if (!value.at("deadline_in_ms").is_null()) reply.deadline_in_ms = integer_field<std::int64_t>(value, "deadline_in_ms");
     return reply;
   });
 }
@@ -173,8 +228,8 @@ json to_json(const StopRequest& stop) {
 
 Result<StopRequest> stop_request_from_json(const json& value) {
   return parse_message("stop request", [&] {
-    return StopRequest{value.at("reason").get<std::string>(), value.at("detail").get<std::string>(),
-                       value.value("signal", 0)};
+    const int signal = value.contains("signal") ? integer_field<int>(value, "signal") : 0;
+    return StopRequest{value.at("reason").get<std::string>(), value.at("detail").get<std::string>(), signal};
   });
 }
 

@@ -5,6 +5,7 @@
 // names files, not choices.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,6 +17,12 @@
 #include "protocol/message.h"
 
 namespace zwrm::supervisor {
+
+// The longest timeout, idle timeout or deadline extension a message may
+// carry: ten years, as `--timeout` and `zwrm extend` accept. The supervisor
+// adds these to clock readings in nanoseconds, which overflow only past
+// about 292 years.
+inline constexpr std::int64_t kMaxDurationMs = 10LL * 365 * 86400 * 1000;
 
 struct Artifact {
   std::string path;
@@ -101,6 +108,11 @@ struct ControlReply {
 
 nlohmann::json to_json(const ExtendRequest& extend);
 Result<ExtendRequest> extend_request_from_json(const nlohmann::json& json);
+
+// Returns the time left to a deadline that is time_left away once extend
+// pushes it out. Fails when that is more than kMaxDurationMs, so repeated
+// extensions cannot carry the deadline past the clock's range.
+Result<std::chrono::milliseconds> extended_time_left(std::chrono::milliseconds time_left, const ExtendRequest& extend);
 nlohmann::json to_json(const ControlReply& reply);
 Result<ControlReply> control_reply_from_json(const nlohmann::json& json);
 nlohmann::json to_json(const StopRequest& stop);

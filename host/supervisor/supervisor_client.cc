@@ -54,9 +54,12 @@ ControlReply Supervisor::extend_deadline(const protocol::Frame& frame, const Pee
                        (phase_ >= Phase::kStopping ? std::string(" (it is ending)") : std::string()),
             {}};
   }
-  *run_deadline_ += std::chrono::milliseconds(request->by_ms);
+  const auto now = Clock::now();
+  auto time_left = extended_time_left(std::chrono::duration_cast<std::chrono::milliseconds>(*run_deadline_ - now), *request);
+  if (!time_left) return {false, time_left.error().message, {}};
+  *run_deadline_ = now + *time_left;
   note_activity();
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*run_deadline_ - Clock::now()).count();
+  const auto left = time_left->count();
   (void)state::set_run_deadline(*db_, run_id_, state::now_unix_ms() + left);
   record("run.extend", {{"by_ms", request->by_ms}, {"deadline_in_ms", left}, {"by_uid", peer.uid}, {"by_pid", peer.pid}},
          state::actor_for_uid(peer.uid));
