@@ -27,6 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case FrameType::kSetup: (void)decode_setup(frame.payload); break;
       case FrameType::kWindow: (void)decode_window(frame.payload); break;
       case FrameType::kSignal: (void)decode_signal(frame.payload); break;
+      case FrameType::kTcpConnect: (void)decode_tcp_connect(frame.payload); break;
+      case FrameType::kTcpClose: (void)decode_tcp_close(frame.payload); break;
       default: break;
     }
     return {};
