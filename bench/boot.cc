@@ -1,11 +1,13 @@
 // bench/boot: how much time zwrm adds to booting a microVM.
 //
-// Alternates, round by round, two ways to boot a VM and end it. The first is
-// `zwrm run -- true`: CLI, supervisor, state, the guest init mounting the
-// template and volume, one exec and the shutdown. The second is a raw QEMU
-// boot of the same kernel and initramfs, whose init powers off at once (the
-// probe boot). It prints min, median and max of each and their ratio.
-// Alternating spreads background load over both columns.
+// Alternates, round by round, three ways to boot a VM and end it. The first
+// is `zwrm run -- true` with the VMM in its jail (the default): CLI,
+// supervisor, state, the jail, the guest init mounting the template and
+// volume, one exec and the shutdown. The second is the same with
+// `--jail off`, so the difference is what the jail adds to start-up. The
+// third is a raw QEMU boot of the same kernel and initramfs, whose init
+// powers off at once (the probe boot). It prints min, median and max of
+// each and their ratios. Alternating spreads background load over all.
 //
 // usage: bench_boot [ROUNDS]   (default 10; needs the kernel and minimal
 // template cached, as after ./setup.sh)
@@ -90,7 +92,8 @@ int main(int argc, char** argv) {
   ::setenv("ZWRM_CACHE_DIR", paths->cache.c_str(), 1);
   ::setenv("ZWRM_HOME", scratch, 1);
   const std::string zwrm = sys::executable_path().substr(0, sys::executable_path().rfind('/')) + "/zwrm";
-  const std::vector<std::string> zwrm_run = {zwrm, "run", "--project", "bench", "--", "true"};
+  const std::vector<std::string> jailed = {zwrm, "run", "--project", "bench", "--", "true"};
+  const std::vector<std::string> unjailed = {zwrm, "run", "--project", "bench", "--jail", "off", "--", "true"};
 
   vmm::VmConfig raw;
   raw.kernel = kernel->bzimage;
@@ -101,23 +104,29 @@ int main(int argc, char** argv) {
   const std::vector<std::string> raw_boot = vmm->command_line(raw);
 
   // One untimed run of each creates the volume and warms the page cache.
-  time_command(zwrm_run);
-  time_command(raw_boot);
-  std::vector<double> zwrm_times;
+  for (const auto* command : {&jailed, &unjailed, &raw_boot}) time_command(*command);
+  std::vector<double> jailed_times;
+  std::vector<double> unjailed_times;
   std::vector<double> raw_times;
   for (int round = 0; round < rounds; ++round) {
-    zwrm_times.push_back(time_command(zwrm_run));
+    jailed_times.push_back(time_command(jailed));
+    unjailed_times.push_back(time_command(unjailed));
     raw_times.push_back(time_command(raw_boot));
   }
   (void)sys::remove_tree(scratch);
 
-  const Summary z = summarize(zwrm_times);
+  const Summary j = summarize(jailed_times);
+  const Summary u = summarize(unjailed_times);
   const Summary r = summarize(raw_times);
   std::printf("bench/boot: %d rounds, alternating; accel %s (%s)\n", rounds, vmm::accel_name(accel->accel),
               accel->reason.c_str());
-  std::printf("%-24s %9s %9s %9s\n", "", "min", "median", "max");
-  std::printf("%-24s %8.3fs %8.3fs %8.3fs\n", "zwrm run -- true", z.min, z.median, z.max);
-  std::printf("%-24s %8.3fs %8.3fs %8.3fs\n", "raw QEMU boot to exit", r.min, r.median, r.max);
-  std::printf("%-24s %9.2f %9.2f %9.2f\n", "ratio zwrm / raw", z.min / r.min, z.median / r.median, z.max / r.max);
+  std::printf("%-30s %9s %9s %9s\n", "", "min", "median", "max");
+  std::printf("%-30s %8.3fs %8.3fs %8.3fs\n", "zwrm run -- true (jailed)", j.min, j.median, j.max);
+  std::printf("%-30s %8.3fs %8.3fs %8.3fs\n", "zwrm run --jail off -- true", u.min, u.median, u.max);
+  std::printf("%-30s %8.3fs %8.3fs %8.3fs\n", "raw QEMU boot to exit", r.min, r.median, r.max);
+  std::printf("%-30s %8.3fs %8.3fs %8.3fs\n", "jail's cost (jailed - off)", j.min - u.min, j.median - u.median,
+              j.max - u.max);
+  std::printf("%-30s %9.2f %9.2f %9.2f\n", "ratio jailed / off", j.min / u.min, j.median / u.median, j.max / u.max);
+  std::printf("%-30s %9.2f %9.2f %9.2f\n", "ratio jailed / raw", j.min / r.min, j.median / r.median, j.max / r.max);
   return 0;
 }

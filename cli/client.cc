@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "cli/terminal.h"
+#include "common/printable.h"
 #include "host/supervisor/exec_relay.h"
 #include "host/supervisor/exit_codes.h"
 #include "host/sys/paths.h"
@@ -133,8 +134,15 @@ void ClientSession::write_output(const protocol::Frame& frame) {
 
 Status ClientSession::handle_frame(protocol::Frame&& frame) {
   switch (frame.type) {
-    case FrameType::kRunStarted:
+    case FrameType::kRunStarted: {
       started_ = true;
+      auto value = supervisor::parse_json_payload(frame.payload);
+      if (!value) return tl::unexpected(value.error());
+      auto started = supervisor::run_started_from_json(*value);
+      if (!started) return tl::unexpected(started.error());
+      for (const std::string& warning : started->warnings) {
+        std::fprintf(stderr, "zwrm: warning: %s\n", printable(warning).c_str());
+      }
       // The terminal may have been resized while the VM booted.
       if (request_.tty) {
         if (auto size = window_size(STDIN_FILENO)) {
@@ -142,6 +150,7 @@ Status ClientSession::handle_frame(protocol::Frame&& frame) {
         }
       }
       return {};
+    }
     case FrameType::kStdout:
     case FrameType::kStderr:
       write_output(frame);

@@ -26,6 +26,10 @@ void add_run_options(CLI::App& command, RunOptions& options) {
       ->allow_extra_args(false);
   command.add_flag("--no-limits", options.allow_no_limits,
                    "Run even where the host cannot apply the run's cgroup limits (CPU, memory, tasks); recorded");
+  command.add_option("--jail", options.jail,
+                     "How the VMM is jailed: full (the default; refuse to run without every step), partial (skip "
+                     "the steps this host cannot apply) or off (no namespaces or own user); recorded")
+      ->type_name("MODE");
 }
 
 std::vector<std::string> guest_command(std::vector<std::string> command) {

@@ -15,6 +15,7 @@
 #include "host/images/volume.h"
 #include "host/sys/files.h"
 #include "host/sys/units.h"
+#include "host/jail/jail.h"
 #include "host/vmm/accel.h"
 #include "state/agents.h"
 #include "state/audit.h"
@@ -192,6 +193,9 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
   if (!requested_accel) return tl::unexpected(requested_accel.error());
   request.root = options.root;
   request.allow_no_limits = options.allow_no_limits;
+  auto jail_mode = jail::parse_mode(options.jail);
+  if (!jail_mode) return tl::unexpected(jail_mode.error());
+  request.jail = jail::mode_name(*jail_mode);
   request.tty = options.tty;
   if (options.tty) {
     auto size = window_size(STDIN_FILENO).value_or(WindowSize{24, 80});

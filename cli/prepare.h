@@ -39,6 +39,7 @@ struct RunOptions {
   bool root = false;
   bool tty = false;
   bool allow_no_limits = false;  // --no-limits
+  std::string jail = "full";     // --jail full|partial|off
   std::vector<std::string> publish;  // --publish [ADDR:]HOSTPORT:GUESTPORT
 };
 

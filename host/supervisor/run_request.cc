@@ -122,6 +122,7 @@ json to_json(const RunRequest& request) {
                 {"argv", request.argv},         {"env", request.env},
                 {"root", request.root},         {"tty", request.tty},
                 {"allow_no_limits", request.allow_no_limits},
+                {"jail", request.jail},
                 {"rows", request.rows},         {"cols", request.cols},
                 {"cpus", request.cpus},         {"memory_mib", request.memory_mib},
                 {"accel", request.accel},       {"accel_reason", request.accel_reason},
@@ -149,6 +150,7 @@ Result<RunRequest> run_request_from_json(const json& value) {
     request.root = value.at("root").get<bool>();
     request.tty = value.at("tty").get<bool>();
     request.allow_no_limits = value.at("allow_no_limits").get<bool>();
+    request.jail = value.at("jail").get<std::string>();
     request.rows = integer_field<std::uint16_t>(value, "rows");
     request.cols = integer_field<std::uint16_t>(value, "cols");
     request.cpus = integer_field<unsigned>(value, "cpus");
@@ -170,10 +172,12 @@ Result<RunRequest> run_request_from_json(const json& value) {
   });
 }
 
-json to_json(const RunStarted& started) { return {{"run", started.run_id}}; }
+json to_json(const RunStarted& started) { return {{"run", started.run_id}, {"warnings", started.warnings}}; }
 
 Result<RunStarted> run_started_from_json(const json& value) {
-  return parse_message("run started", [&] { return RunStarted{value.at("run").get<std::string>()}; });
+  return parse_message("run started", [&] {
+    return RunStarted{value.at("run").get<std::string>(), value.at("warnings").get<std::vector<std::string>>()};
+  });
 }
 
 json to_json(const RunEnded& ended) {

@@ -39,6 +39,9 @@ struct RunRequest {
   // Run without the host cgroup when this host cannot provide one; the run
   // records that its limits were not applied.
   bool allow_no_limits = false;
+  // How much of the VMM jail the run insists on: full, partial or off
+  // (jail::Mode), checked by the client.
+  std::string jail = "full";
   std::uint16_t rows = 0;
   std::uint16_t cols = 0;
   unsigned cpus = 1;
@@ -63,6 +66,7 @@ struct RunRequest {
 // from then on the client may send stdin, window sizes and signals.
 struct RunStarted {
   std::string run_id;
+  std::vector<std::string> warnings;  // degraded modes the user should know of, one sentence each
 };
 
 struct RunEnded {

@@ -1,8 +1,10 @@
 #include "host/supervisor/supervisor.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -16,7 +18,8 @@
 #include <spdlog/spdlog.h>
 
 #include "host/cgroup/limits.h"
-#include "host/images/volume.h"
+#include "host/jail/artifact.h"
+#include "host/jail/capabilities.h"
 #include "host/supervisor/supervisor_impl.h"
 #include "host/sys/files.h"
 #include "host/sys/log.h"
@@ -80,15 +83,21 @@ Status Supervisor::prepare_run() {
                           request_.cpus);
   spdlog::info("run {} for project {} starting", run_id_, request_.project);
 
-  auto lock = images::lock_volume(request_.volume);
-  if (!lock) {
-    if (lock.error().errno_value != EWOULDBLOCK) return tl::unexpected(lock.error());
+  // The VMM gets these descriptors, never the paths: a link planted at a
+  // path is refused here, and one swapped in later changes nothing.
+  auto volume = jail::open_artifact(request_.volume, jail::Access::kReadWrite);
+  if (!volume) return tl::unexpected(volume.error());
+  if (::flock(volume->get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return fail_errno("cannot lock volume " + request_.volume);
     auto holder = state::find_live_run_of_project(*db_, request_.project);
     const std::string holder_id = holder && *holder ? (*holder)->id : std::string("unknown");
     return fail("the volume of project " + request_.project + " is in use by run " + holder_id +
                 "; wait for it to end or stop it with `zwrm stop " + holder_id + "`");
   }
-  volume_lock_ = std::move(*lock);
+  volume_ = std::move(*volume);
+  auto boot_files = open_boot_files(request_.kernel.path, request_.initramfs.path, request_.image.path);
+  if (!boot_files) return tl::unexpected(boot_files.error());
+  boot_files_ = std::move(*boot_files);
 
   state::Run run;
   run.id = run_id_;
@@ -183,20 +192,37 @@ Status Supervisor::start_vm() {
   if (auto network = start_network(); !network) return network;
 
   vmm::VmConfig config;
-  config.kernel = request_.kernel.path;
-  config.initramfs = request_.initramfs.path;
+  config.name = "zwrm-" + run_id_;
   config.cpus = request_.cpus;
   config.memory_mib = request_.memory_mib;
   config.accel = request_.accel == "kvm" ? vmm::Accel::kKvm : vmm::Accel::kTcg;
-  config.disks = {{request_.image.path, "zwrm-root", true}, {request_.volume, "zwrm-workspace", false}};
-  config.control_fd = vmm_control.get();
-  config.console_fd = vmm_console.get();
   auto backend = vmm::make_qemu_microvm();
-  spdlog::info("starting {} with {} vCPUs, {} MiB, accel {}", backend->name(), config.cpus, config.memory_mib,
-               request_.accel);
-  auto pid = backend->start(config, vmm_log_.get());
-  if (!pid) return tl::unexpected(pid.error());
-  vmm_pid_ = *pid;
+  spdlog::info("starting {} with {} vCPUs, {} MiB, accel {}, jail {}", backend->name(), config.cpus,
+               config.memory_mib, request_.accel, request_.jail);
+  auto mode = jail::parse_mode(request_.jail);
+  if (!mode) return tl::unexpected(mode.error());
+  const std::string jail_root = run_dir_ + "/vmm-root";
+  if (auto made = sys::make_directories(jail_root, 0755); !made) return made;
+  const VmmDescriptors descriptors{vmm_log_.get(), vmm_control.get(), vmm_console.get(), volume_.get()};
+  auto started = start_jailed_vmm(*backend, config, boot_files_, descriptors, *mode, jail_root);
+  if (!started) return tl::unexpected(started.error());
+  vmm_pid_ = started->pid;
+  spdlog::info("VMM {} started in jail mode {} as uid {}, gid {}", vmm_pid_, jail::mode_name(started->mode),
+               started->uid, started->gid);
+  for (const std::string& warning : started->warnings()) {
+    spdlog::warn("{}", warning);
+    warnings_.push_back(warning);
+  }
+  // From here on the supervisor only needs to signal its VMM, which runs
+  // as another user.
+  json jail_event = started->describe();
+  if (auto dropped = jail::keep_only_capabilities({CAP_KILL}); !dropped) {
+    spdlog::warn("the supervisor keeps its privileges: {}", dropped.error().message);
+    jail_event["supervisor_capabilities"] = "kept: " + dropped.error().message;
+  } else {
+    jail_event["supervisor_capabilities"] = ::geteuid() == 0 ? "CAP_KILL only" : "none";
+  }
+  record("run.jail", std::move(jail_event));
 
   const auto now = Clock::now();
   boot_deadline_ = now + (config.accel == vmm::Accel::kKvm ? kBootTimeoutKvm : kBootTimeoutTcg);
@@ -470,7 +496,7 @@ void Supervisor::teardown() {
     }
   }
   spdlog::info("run ended: exit code {}, cause {}, after {} ms", outcome.exit_code, outcome.cause, duration.count());
-  volume_lock_.reset();
+  volume_.reset();
 
   if (client_) {
     RunEnded ended{run_id_, outcome.exit_code, outcome.cause, outcome.detail, {}};

@@ -62,7 +62,7 @@ void Supervisor::send_exec() {
   exec_started_at_ = Clock::now();
   // Only now may the client send stdin, window sizes and signals: the guest
   // has the process stream they belong to.
-  if (client_) client_->send(FrameType::kRunStarted, 0, json_payload(to_json(RunStarted{run_id_})));
+  if (client_) client_->send(FrameType::kRunStarted, 0, json_payload(to_json(RunStarted{run_id_, warnings_})));
   record("run.exec", {{"stream", kMainStream}, {"argv", exec.argv}, {"user", request_.root ? "root" : "agent"},
                       {"cwd", exec.cwd}, {"tty", exec.tty}, {"secret_names", secret_names}});
 }

@@ -25,6 +25,7 @@
 #include "host/supervisor/exec_relay.h"
 #include "host/supervisor/exit_codes.h"
 #include "host/supervisor/guest_events.h"
+#include "host/supervisor/jailed_vmm.h"
 #include "host/supervisor/guest_monitor.h"
 #include "host/supervisor/published_ports.h"
 #include "host/supervisor/run_request.h"
@@ -113,7 +114,8 @@ class Supervisor {
   std::optional<ControlSocket> control_;
   UniqueFd console_fd_;
   UniqueFd signal_fd_;
-  UniqueFd volume_lock_;
+  UniqueFd volume_;  // opened read-write and locked for the whole run; the VMM gets it
+  BootFiles boot_files_;
   UniqueFd vmm_log_;
 
   sys::Paths paths_;
@@ -121,6 +123,7 @@ class Supervisor {
   RunRequest request_;
   std::string run_id_;
   bool run_recorded_ = false;  // the runs row exists, so the end must be recorded too
+  std::vector<std::string> warnings_;  // sent to the client with kRunStarted
   std::string run_dir_;
   std::string log_dir_;
   pid_t vmm_pid_ = -1;

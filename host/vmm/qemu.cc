@@ -1,14 +1,6 @@
 // QEMU microvm backend: a machine without PCI, ACPI or firmware that boots a
 // kernel directly and attaches virtio devices over MMIO (QEMU 7.2's
 // docs/system/i386/microvm.rst).
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cstring>
-
 #include "common/printable.h"
 #include "host/sys/process.h"
 #include "host/vmm/vmm.h"
@@ -16,9 +8,6 @@
 namespace zwrm::vmm {
 
 namespace {
-
-constexpr int kControlFd = 3;
-constexpr int kConsoleFd = 4;
 
 // console=ttyS0: the only UART; quiet keeps the slow emulated UART from
 // dominating boot time; reboot=t with QEMU's -no-reboot makes a guest
@@ -63,13 +52,14 @@ class QemuMicrovm final : public Vmm {
         // so a guest that takes over the VMM cannot start programs from it.
         "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
     };
-    if (config.console_fd >= 0) {
+    if (!config.name.empty()) args.insert(args.end(), {"-name", config.name});
+    if (config.console) {
       args.insert(args.end(), {"-chardev", "socket,id=console,fd=" + std::to_string(kConsoleFd),
                                "-serial", "chardev:console"});
     } else {
       args.insert(args.end(), {"-serial", "stdio"});
     }
-    if (config.control_fd >= 0) {
+    if (config.control) {
       args.insert(args.end(), {"-device", "virtio-serial-device",
                                "-chardev", "socket,id=control,fd=" + std::to_string(kControlFd),
                                "-device", "virtserialport,chardev=control,name=zwrm.control"});
@@ -77,48 +67,22 @@ class QemuMicrovm final : public Vmm {
     for (std::size_t i = 0; i < config.disks.size(); ++i) {
       const Disk& disk = config.disks[i];
       const std::string id = "disk" + std::to_string(i);
-      std::string drive = "id=" + id + ",file=" + escape_option_value(disk.path) + ",format=raw,if=none";
+      std::string file = escape_option_value(disk.path);
+      if (disk.fd >= 0) {
+        // QEMU opens /dev/fdset/N by duplicating the descriptor added to set N.
+        const std::string set = ",set=" + std::to_string(disk.fd);
+        args.insert(args.end(), {"-add-fd", "fd=" + std::to_string(disk.fd) + set});
+        if (disk.read_only_fd >= 0) {
+          args.insert(args.end(), {"-add-fd", "fd=" + std::to_string(disk.read_only_fd) + set});
+        }
+        file = "/dev/fdset/" + std::to_string(disk.fd);
+      }
+      std::string drive = "id=" + id + ",file=" + file + ",format=raw,if=none";
       drive += disk.read_only ? ",readonly=on" : ",discard=unmap,detect-zeroes=unmap";
       args.insert(args.end(), {"-drive", drive, "-device",
                                "virtio-blk-device,drive=" + id + ",serial=" + disk.serial});
     }
     return args;
-  }
-
-  Result<pid_t> start(const VmConfig& config, int log_fd) override {
-    if (::access(binary_.c_str(), X_OK) != 0) {
-      return fail_errno(binary_ + " cannot be executed; install the qemu-system-x86 package");
-    }
-    std::vector<std::string> args = command_line(config);
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-
-    const pid_t pid = ::fork();
-    if (pid < 0) return fail_errno("cannot fork the VMM");
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      for (int signal_number = 1; signal_number < NSIG; ++signal_number) ::signal(signal_number, SIG_DFL);
-      // Move the sockets to 3 and 4 via high numbers, so neither dup2 can
-      // clobber the other's source.
-      const int control = config.control_fd >= 0 ? ::fcntl(config.control_fd, F_DUPFD, 100) : -1;
-      const int console = config.console_fd >= 0 ? ::fcntl(config.console_fd, F_DUPFD, 100) : -1;
-      const int null_fd = ::open("/dev/null", O_RDONLY);
-      ::dup2(null_fd, 0);
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-      if (control >= 0) ::dup2(control, kControlFd);
-      if (console >= 0) ::dup2(console, kConsoleFd);
-      ::syscall(SYS_close_range, 5, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    return pid;
   }
 
  private:

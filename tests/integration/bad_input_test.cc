@@ -109,6 +109,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"TimeoutZero", keep_run({"--timeout", "0"}), "invalid --timeout '0'"},
         BadInput{"TimeoutNotDuration", keep_run({"--timeout", "abc"}), "'abc'"},
         BadInput{"AccelUnknown", keep_run({"--accel", "fast"}), "invalid accelerator 'fast'"},
+        BadInput{"JailModeUnknown", keep_run({"--jail", "none"}), "invalid jail mode 'none'; use full, partial or off"},
         BadInput{"EnvWithoutValue", keep_run({"-e", "NOVALUE"}), "invalid environment entry 'NOVALUE'"},
         BadInput{"MisspelledOption", keep_run({"--tmeout", "5s"}), "--tmeout"},
         BadInput{"EmptyDisk", keep_run({"--disk", ""}), "invalid --disk ''"},

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -516,12 +517,29 @@ std::unique_ptr<Terminal> TestHome::start_terminal(const std::vector<std::string
 }
 
 std::vector<pid_t> TestHome::vmm_pids() const {
-  const std::string volumes = home_ + "/volumes/";
+  // Every run of this home has a row in its runs table, and its VMM runs
+  // with `-name zwrm-RUNID`. The row outlives the supervisor, so a VMM left
+  // behind by a killed supervisor is still found.
+  std::vector<std::string> names;
+  const std::string path = home_ + "/zwrm.db";
+  sqlite3* db = nullptr;
+  if (fs::exists(path) && sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10'000);
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT id FROM runs", -1, &statement, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(statement) == SQLITE_ROW) {
+        names.push_back("zwrm-" + std::string(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0))));
+      }
+    }
+    sqlite3_finalize(statement);
+  }
+  sqlite3_close(db);
+  if (names.empty()) return {};
   return find_processes([&](const std::string& pid) {
     const std::vector<std::string> argv = proc_fields(pid, "cmdline");
     if (argv.empty() || fs::path(argv[0]).filename().string().rfind("qemu-system", 0) != 0) return false;
-    for (const std::string& arg : argv) {
-      if (arg.find(volumes) != std::string::npos) return true;
+    for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
+      if (argv[i] == "-name" && std::find(names.begin(), names.end(), argv[i + 1]) != names.end()) return true;
     }
     return false;
   });

@@ -195,8 +195,9 @@ class TestHome {
   std::unique_ptr<Terminal> start_terminal(const std::vector<std::string>& args, unsigned short rows,
                                            unsigned short cols);
 
-  // Returns the pids of QEMU processes whose command line names a volume of
-  // this ZWRM_HOME, so VMs of other homes and other users are never counted.
+  // Returns the pids of QEMU processes started for a run of this ZWRM_HOME
+  // (found by the run ids in its database), so VMs of other homes and other
+  // users are never counted.
   std::vector<pid_t> vmm_pids() const;
 
   // Returns the entries of $ZWRM_HOME/run (one per live run).
