@@ -145,11 +145,20 @@ Result<std::optional<Run>> find_live_run_of_project(Database& db, const std::str
   return std::optional<Run>(std::move(runs->front()));
 }
 
-std::int64_t process_start_ticks(pid_t pid) {
+namespace {
+
+// The fields of /proc/PID/stat that tell which process a pid is and whether
+// it still runs.
+struct ProcessStat {
+  char state = 0;                // field 3: R, S, D, ... or Z once it exited but is not yet reaped
+  std::int64_t start_ticks = 0;  // field 22; 0 when the process does not exist
+};
+
+ProcessStat read_process_stat(pid_t pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   FILE* file = std::fopen(path, "re");
-  if (file == nullptr) return 0;
+  if (file == nullptr) return {};
   char buffer[1024];
   const std::size_t size = std::fread(buffer, 1, sizeof buffer - 1, file);
   std::fclose(file);
@@ -157,18 +166,27 @@ std::int64_t process_start_ticks(pid_t pid) {
   // The command name (field 2) may contain spaces and parentheses; fields
   // after it start behind the last ')'.
   const char* rest = std::strrchr(buffer, ')');
-  if (rest == nullptr) return 0;
+  if (rest == nullptr) return {};
+  char state = 0;
   long long ticks = 0;
-  // Fields 3..21 are skipped; field 22 is starttime.
-  if (std::sscanf(rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %lld",
-                  &ticks) != 1) {
-    return 0;
+  // Fields 4..21 are skipped; field 22 is starttime.
+  if (std::sscanf(rest + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %lld",
+                  &state, &ticks) != 2) {
+    return {};
   }
-  return ticks;
+  return {state, ticks};
 }
 
+}  // namespace
+
+std::int64_t process_start_ticks(pid_t pid) { return read_process_stat(pid).start_ticks; }
+
 bool supervisor_alive(const Run& run) {
-  return run.supervisor_pid > 0 && process_start_ticks(run.supervisor_pid) == run.supervisor_start_ticks;
+  if (run.supervisor_pid <= 0) return false;
+  const ProcessStat stat = read_process_stat(run.supervisor_pid);
+  // A killed supervisor stays a zombie until its parent (the client, or
+  // init once the client is gone) reaps it, but it has ended all the same.
+  return stat.start_ticks == run.supervisor_start_ticks && stat.state != 'Z' && stat.state != 'X';
 }
 
 }  // namespace zwrm::state

@@ -58,7 +58,9 @@ Result<std::optional<Run>> find_live_run_of_project(Database& db, const std::str
 // Returns the start time of a process in clock ticks since boot (field 22
 // of /proc/PID/stat), or 0 when the process does not exist.
 std::int64_t process_start_ticks(pid_t pid);
-// True when the run's supervisor process is still the one that wrote the row.
+// True when the run's supervisor process is still the one that wrote the row
+// and has not exited. An exited supervisor that its parent has not reaped
+// yet (a zombie) counts as gone, so its run can be reaped at once.
 bool supervisor_alive(const Run& run);
 
 }  // namespace zwrm::state

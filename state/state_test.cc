@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "state/audit.h"
@@ -213,6 +214,21 @@ TEST_F(StateTest, SupervisorAliveChecksStartTime) {
   EXPECT_TRUE(supervisor_alive(run));
   run.supervisor_start_ticks += 1;  // same pid, different process
   EXPECT_FALSE(supervisor_alive(run));
+}
+
+TEST_F(StateTest, ExitedSupervisorIsNotAlive) {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  state::Run run = sample_run("0123456789ab", "p1");
+  run.supervisor_pid = child;
+  run.supervisor_start_ticks = process_start_ticks(child);
+  // Unreaped, the child stays a zombie with the same pid and start time.
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+  EXPECT_EQ(process_start_ticks(child), run.supervisor_start_ticks);
+  EXPECT_FALSE(supervisor_alive(run));
+  ::waitpid(child, nullptr, 0);
 }
 
 TEST(Names, ProjectNames) {
