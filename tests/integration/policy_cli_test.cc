@@ -69,6 +69,15 @@ TEST_F(PolicyCliTest, BroadRangeWarnsAboutHostAddresses) {
   EXPECT_EQ(allowed.err.find("10.0.0.0/8 includes"), std::string::npos) << allowed;
 }
 
+// A connection to 0.0.0.0 or :: reaches the host itself, so a rule for
+// just that address opens the host's loopback services too.
+TEST_F(PolicyCliTest, UnspecifiedAddressWarns) {
+  const Outcome allowed = home_.zwrm({"policy", "allow", "a1", "0.0.0.0/32:8080", "[::/128]:8080"});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed;
+  EXPECT_NE(allowed.err.find("warning: 0.0.0.0/32:8080 includes 0.0.0.0 (unspecified)"), std::string::npos) << allowed;
+  EXPECT_NE(allowed.err.find("warning: [::/128]:8080 includes :: (unspecified)"), std::string::npos) << allowed;
+}
+
 TEST_F(PolicyCliTest, DenyOfMissingRuleFails) {
   ASSERT_EQ(home_.zwrm({"policy", "allow", "a1", "api.example.com"}).exit_code, 0);
   const Outcome denied = home_.zwrm({"policy", "deny", "a1", "api.example.com", "other.example.com"});
