@@ -78,6 +78,8 @@ class ClientSession {
       : channel_(channel), request_(request) {}
 
   int run();
+  // The run's id, once the supervisor reported the run's end.
+  std::string run_id() const { return ended_ ? ended_->run_id : std::string(); }
 
  private:
   Status handle_frame(protocol::Frame&& frame);
@@ -290,7 +292,7 @@ int ClientSession::run() {
 
 }  // namespace
 
-int run_client(const supervisor::RunRequest& request) {
+int run_client(const supervisor::RunRequest& request, std::string* run_id) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
     print_error(std::string("cannot create a socket pair: ") + std::strerror(errno));
@@ -308,6 +310,7 @@ int run_client(const supervisor::RunRequest& request) {
   channel.send(FrameType::kRunRequest, 0, supervisor::json_payload(supervisor::to_json(request)));
   ClientSession session(channel, request);
   const int exit_code = session.run();
+  if (run_id != nullptr) *run_id = session.run_id();
   // The supervisor exits right after reporting; reap it so no zombie lingers.
   ::waitpid(*pid, nullptr, WNOHANG);
   return exit_code;

@@ -26,6 +26,7 @@ void add_policy_commands(CLI::App& app, Context& context);  // policy allow, den
 void add_status_commands(CLI::App& app, Context& context);  // ps, stop, logs
 void add_image_commands(CLI::App& app, Context& context);   // kernel, template
 void add_audit_commands(CLI::App& app, Context& context);   // audit and its subcommands
+void add_copy_commands(CLI::App& app, Context& context);    // cp
 
 // Prints "zwrm: error: MESSAGE" on stderr and returns the zwrm error exit code.
 int report_error(const Error& error);

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   zwrm::cli::add_status_commands(app, context);
   zwrm::cli::add_image_commands(app, context);
   zwrm::cli::add_audit_commands(app, context);
+  zwrm::cli::add_copy_commands(app, context);
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
   const bool known = argc > 1 && std::any_of(subcommands.begin(), subcommands.end(),
                                              [&](const CLI::App* command) { return command->get_name() == argv[1]; });
