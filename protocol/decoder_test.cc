@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "protocol/message.h"
+
 namespace zwrm::protocol {
 namespace {
 
@@ -24,6 +26,21 @@ struct Collected {
     };
   }
 };
+
+TEST(AppendFrame, GrowsBufferGeometrically) {
+  // A peer that does not read leaves every frame in a channel's queue. Were
+  // each append to copy the whole queue, a long queue would stall the event
+  // loop that fills it.
+  std::vector<std::uint8_t> queue;
+  int reallocations = 0;
+  for (int i = 0; i < 100'000; ++i) {
+    const std::size_t capacity = queue.capacity();
+    append_frame(queue, FrameType::kPong, kSessionStream, encode(Pong{1}));
+    if (queue.capacity() != capacity) ++reallocations;
+  }
+  EXPECT_EQ(queue.size(), 100'000u * (kHeaderSize + 8));
+  EXPECT_LT(reallocations, 40);
+}
 
 TEST(Decoder, DecodesFrameFedOneByteAtATime) {
   const auto bytes = frame_bytes(FrameType::kStdout, 7, 300);

@@ -1,5 +1,6 @@
 #include "protocol/frame.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "common/error.h"
@@ -51,7 +52,10 @@ static void put_u32(std::vector<std::uint8_t>& out, std::uint32_t value) {
 void append_frame(std::vector<std::uint8_t>& out, FrameType type, std::uint32_t stream,
                   std::span<const std::uint8_t> payload) {
   ZWRM_CHECK(payload.size() <= kMaxPayload);
-  out.reserve(out.size() + kHeaderSize + payload.size());
+  // Grows the buffer geometrically. Reserving only the exact size would copy
+  // the whole queue for every frame, which makes a long queue quadratic.
+  const std::size_t needed = out.size() + kHeaderSize + payload.size();
+  if (needed > out.capacity()) out.reserve(std::max(needed, 2 * out.capacity()));
   put_u32(out, static_cast<std::uint32_t>(payload.size()));
   put_u32(out, stream);
   out.push_back(static_cast<std::uint8_t>(type));
