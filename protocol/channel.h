@@ -43,6 +43,18 @@ class Channel {
 
   static constexpr std::size_t kMaxPendingBytes = 1024 * 1024;
 
+  // Whether so much is queued for the peer that the owner should stop
+  // reading from it. Whatever a peer sends may cause replies (or output for
+  // a third party), so a peer that does not read has to be slowed down, or
+  // the queue grows without bound. Producers of bulk data stop at
+  // kMaxPendingBytes first, so normal traffic seldom reaches this.
+  bool backlogged() const { return pending_bytes() >= kMaxBacklogBytes; }
+
+  static constexpr std::size_t kMaxBacklogBytes = 4 * kMaxPendingBytes;
+
+  // True when no partial frame from the peer is buffered.
+  bool at_frame_boundary() const { return decoder_.at_frame_boundary(); }
+
  private:
   UniqueFd fd_;
   Decoder decoder_;

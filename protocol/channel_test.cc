@@ -62,5 +62,55 @@ TEST(Channel, ReportsMalformedInput) {
   ::close(fds[1]);
 }
 
+TEST(Channel, BackloggedWhilePeerDoesNotRead) {
+  Pair pair;
+  const Bytes big(kMaxPayload, 0xcd);
+  std::size_t frames = 0;
+  while (!pair.a->backlogged()) {
+    pair.a->send(FrameType::kTcpData, kFirstGuestStream, big);
+    ASSERT_TRUE(pair.a->flush());
+    ++frames;
+    ASSERT_LT(frames, 1000u) << "the queue never reached the backlog limit";
+  }
+  EXPECT_GE(pair.a->pending_bytes(), Channel::kMaxBacklogBytes);
+
+  // Once the peer reads, the queue drains and the channel stops being
+  // backlogged.
+  std::size_t received = 0;
+  while (received < frames) {
+    ASSERT_TRUE(pair.a->flush());
+    auto open = pair.b->receive([&](Frame&&) -> Status {
+      ++received;
+      return {};
+    });
+    ASSERT_TRUE(open);
+  }
+  EXPECT_FALSE(pair.a->backlogged());
+  EXPECT_FALSE(pair.a->has_pending());
+}
+
+TEST(Channel, ReportsPartialFrame) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  Channel channel{UniqueFd(fds[0])};
+  Bytes frame;
+  append_frame(frame, FrameType::kPong, kSessionStream, encode(Pong{7}));
+  ASSERT_EQ(::write(fds[1], frame.data(), 14), 14);
+  int frames = 0;
+  auto count = [&](Frame&&) -> Status {
+    ++frames;
+    return {};
+  };
+  ASSERT_TRUE(channel.receive(count));
+  EXPECT_EQ(frames, 0);
+  EXPECT_FALSE(channel.at_frame_boundary());
+
+  ASSERT_EQ(::write(fds[1], frame.data() + 14, frame.size() - 14), static_cast<ssize_t>(frame.size() - 14));
+  ASSERT_TRUE(channel.receive(count));
+  EXPECT_EQ(frames, 1);
+  EXPECT_TRUE(channel.at_frame_boundary());
+  ::close(fds[1]);
+}
+
 }  // namespace
 }  // namespace zwrm::protocol

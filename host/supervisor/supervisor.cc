@@ -319,7 +319,13 @@ void Supervisor::handle_timers() {
     kill_vmm();
   }
   if (phase_ == Phase::kRunning) {
-    if (monitor_.unresponsive(now)) {
+    if (monitor_.unresponsive(now) && !guest_->at_frame_boundary() && !guest_backlogged()) {
+      // A frame's bytes follow each other at once, so a guest that stops
+      // in the middle of one for this long breaks the protocol.
+      stop({kExitZwrmError, "protocol-error",
+            "the guest sent part of a frame and then nothing for " +
+                std::to_string(GuestMonitor::kUnresponsiveAfter.count()) + " s"});
+    } else if (monitor_.unresponsive(now)) {
       stop({kExitZwrmError, "guest-crash",
             "the guest stopped responding for " + std::to_string(GuestMonitor::kUnresponsiveAfter.count()) +
                 " s (it halted or hung); see `zwrm logs " + run_id_ + "`"});
@@ -377,8 +383,12 @@ void Supervisor::event_loop() {
   while (phase_ != Phase::kEnded) {
     std::vector<pollfd> fds;
     fds.push_back({signal_fd_.get(), POLLIN, 0});
+    // Frames from the guest cause replies to it and output for the client.
+    // While either queue is backlogged the guest is not read, so a guest
+    // that stops reading is slowed down instead of buffered without bound.
+    const bool read_guest = !guest_backlogged();
     fds.push_back({guest_open_ ? guest_->fd() : -1,
-                   static_cast<short>(POLLIN | (guest_->has_pending() ? POLLOUT : 0)), 0});
+                   static_cast<short>((read_guest ? POLLIN : 0) | (guest_->has_pending() ? POLLOUT : 0)), 0});
     fds.push_back({console_fd_ ? console_fd_.get() : -1, POLLIN, 0});
     fds.push_back({client_ ? client_->fd() : -1, static_cast<short>(POLLIN | (client_ && client_->has_pending() ? POLLOUT : 0)), 0});
     fds.push_back({control_->listen_fd(), POLLIN, 0});
@@ -395,7 +405,9 @@ void Supervisor::event_loop() {
     }
     // Guest output first: a VMM that exits right after its last frames must
     // not have them discarded by the exit handling below.
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+    // A hung-up channel is read even when backlogged: the VMM is gone, so
+    // the socket already contains all it will ever deliver.
+    if ((fds[1].revents & (POLLHUP | POLLERR)) || (read_guest && (fds[1].revents & POLLIN))) {
       auto open = guest_->receive([this](protocol::Frame&& frame) -> Status {
         handle_guest_frame(std::move(frame));
         return {};
@@ -439,6 +451,10 @@ void Supervisor::event_loop() {
     }
     if (client_ && !client_->flush()) client_gone();
   }
+}
+
+bool Supervisor::guest_backlogged() const {
+  return guest_->backlogged() || (client_ && client_->backlogged());
 }
 
 void Supervisor::sample_memory() {

@@ -88,6 +88,9 @@ class Supervisor {
   void read_console();
   void handle_signals();
   void handle_timers();
+  // Whether the queue to the guest or to the client is so long that the
+  // guest must not be read until it shrinks.
+  bool guest_backlogged() const;
   void handle_vmm_exit(int status);
   void send_exec();
   // Decrypts the agent's secrets as KEY=VALUE entries for the exec request.
