@@ -35,6 +35,37 @@ using Clock = Supervisor::Clock;
 using protocol::FrameType;
 using nlohmann::json;
 
+namespace {
+
+// How long a run that finds its volume locked looks for the run holding it.
+// The holder inserts its row just after it takes the lock and marks the row
+// ended just before it releases the lock, so for a moment no row shows.
+constexpr std::chrono::seconds kHolderLookup{2};
+
+// Takes the lock that gives one run a volume. While another run holds it,
+// fails with that run's id, or takes the lock after all if it is released
+// within kHolderLookup.
+Status lock_volume(int volume_fd, state::Database& db, const RunRequest& request) {
+  const auto give_up = Clock::now() + kHolderLookup;
+  while (::flock(volume_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return fail_errno("cannot lock volume " + request.volume);
+    auto holder = state::find_live_run_of_project(db, request.project);
+    if (holder && *holder) {
+      const std::string& id = (*holder)->id;
+      return fail("the volume of project " + request.project + " is in use by run " + id +
+                  "; wait for it to end or stop it with `zwrm stop " + id + "`");
+    }
+    if (Clock::now() >= give_up) {
+      return fail("the volume of project " + request.project + " (" + request.volume +
+                  ") is locked by another process that is not a live run; wait for it to end");
+    }
+    ::poll(nullptr, 0, 50);
+  }
+  return {};
+}
+
+}  // namespace
+
 void Supervisor::record(const std::string& type, json data, const std::string& actor) {
   if (!db_) return;
   state::Event event{request_.project, run_id_, state::EventSource::kHost, type, std::move(data)};
@@ -87,13 +118,7 @@ Status Supervisor::prepare_run() {
   // path is refused here, and one swapped in later changes nothing.
   auto volume = jail::open_artifact(request_.volume, jail::Access::kReadWrite);
   if (!volume) return tl::unexpected(volume.error());
-  if (::flock(volume->get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) return fail_errno("cannot lock volume " + request_.volume);
-    auto holder = state::find_live_run_of_project(*db_, request_.project);
-    const std::string holder_id = holder && *holder ? (*holder)->id : std::string("unknown");
-    return fail("the volume of project " + request_.project + " is in use by run " + holder_id +
-                "; wait for it to end or stop it with `zwrm stop " + holder_id + "`");
-  }
+  if (auto locked = lock_volume(volume->get(), *db_, request_); !locked) return locked;
   volume_ = std::move(*volume);
   auto boot_files = open_boot_files(request_.kernel.path, request_.initramfs.path, request_.image.path);
   if (!boot_files) return tl::unexpected(boot_files.error());
