@@ -46,13 +46,13 @@ Result<std::vector<std::string>> canonical_rules(const std::vector<std::string>&
 
 // Warns when a new address range rule also opens loopback or a cloud
 // metadata address, which a range such as 0.0.0.0/0 does silently. The
-// unspecified addresses count too, because Linux connects 0.0.0.0 and :: to
-// the local host, so a rule for 0.0.0.0 opens the host's loopback services.
+// unspecified addresses (0.0.0.0, ::) are left out: the proxy never connects
+// to them, whatever the rules say.
 void warn_about_host_addresses(const std::vector<std::string>& rules) {
   for (const std::string& text : rules) {
     auto rule = proxy::parse_rule(text);
     if (!rule || rule->kind != proxy::Rule::Kind::kAddressRange) continue;
-    for (const char* sensitive : {"127.0.0.1", "::1", "0.0.0.0", "::", "169.254.169.254", "fd00:ec2::254"}) {
+    for (const char* sensitive : {"127.0.0.1", "::1", "169.254.169.254", "fd00:ec2::254"}) {
       const auto address = proxy::parse_ip_literal(sensitive);
       if (address && rule->range.contains(*address)) {
         std::fprintf(stderr,

@@ -262,7 +262,10 @@ AddressDecision choose_address(const std::vector<Rule>& rules, const Target& tar
     const IpAddress& address = resolved[i];
     const auto special = special_range(address);
     if (!special) return AddressDecision{true, address, "", ""};
-    if (const Rule* rule = find_range_rule(rules, address, target.port)) {
+    // Linux connects an unspecified address (0.0.0.0/8, ::) to the host
+    // itself, so no rule opens it: a rule that means the host names 127.0.0.1.
+    const bool unspecified = *special == "unspecified";
+    if (const Rule* rule = unspecified ? nullptr : find_range_rule(rules, address, target.port)) {
       return AddressDecision{true, address, rule->text(), ""};
     }
 

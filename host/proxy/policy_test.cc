@@ -244,6 +244,16 @@ TEST(ChooseAddress, AllowsSpecialAddressWithRangeRule) {
   EXPECT_EQ(decision.rule, "127.0.0.0/8");
 }
 
+TEST(ChooseAddress, UnspecifiedAddressNeverAllowed) {
+  const auto policy = rules({"0.0.0.0/0", "::/0", "0.0.0.0/32", "::/128"});
+  for (const char* text : {"0.0.0.0", "0.1.2.3", "::"}) {
+    const AddressDecision decision = choose_address(policy, target("example.com:443"), {ip(text)});
+    EXPECT_FALSE(decision.allowed) << text;
+    EXPECT_NE(decision.reason.find("(unspecified)"), std::string::npos) << decision.reason;
+  }
+  EXPECT_TRUE(choose_address(policy, target("example.com:443"), {ip("0.0.0.0"), ip("127.0.0.1")}).allowed);
+}
+
 TEST(ChooseAddress, RangeRuleMustCoverThePort) {
   const auto policy = rules({"example.com:8080", "127.0.0.0/8:443"});
   EXPECT_FALSE(choose_address(policy, target("example.com:8080"), {ip("127.0.0.1")}).allowed);

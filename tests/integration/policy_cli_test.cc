@@ -69,13 +69,16 @@ TEST_F(PolicyCliTest, BroadRangeWarnsAboutHostAddresses) {
   EXPECT_EQ(allowed.err.find("10.0.0.0/8 includes"), std::string::npos) << allowed;
 }
 
-// A connection to 0.0.0.0 or :: reaches the host itself, so a rule for
-// just that address opens the host's loopback services too.
-TEST_F(PolicyCliTest, UnspecifiedAddressWarns) {
+// Linux connects 0.0.0.0 and :: to the host itself, so the proxy never
+// connects to them, even when a rule names them.
+TEST_F(PolicyCliTest, UnspecifiedAddressStaysDenied) {
   const Outcome allowed = home_.zwrm({"policy", "allow", "a1", "0.0.0.0/32:8080", "[::/128]:8080"});
   EXPECT_EQ(allowed.exit_code, 0) << allowed;
-  EXPECT_NE(allowed.err.find("warning: 0.0.0.0/32:8080 includes 0.0.0.0 (unspecified)"), std::string::npos) << allowed;
-  EXPECT_NE(allowed.err.find("warning: [::/128]:8080 includes :: (unspecified)"), std::string::npos) << allowed;
+  for (const char* url : {"http://0.0.0.0:8080/", "http://[::]:8080/"}) {
+    const Outcome tested = home_.zwrm({"policy", "test", "a1", url});
+    EXPECT_EQ(tested.exit_code, 1) << tested;
+    EXPECT_NE(tested.out.find("(unspecified)"), std::string::npos) << tested;
+  }
 }
 
 TEST_F(PolicyCliTest, DenyOfMissingRuleFails) {
