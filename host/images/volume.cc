@@ -51,6 +51,9 @@ Result<Volume> ensure_volume(const sys::Paths& paths, const std::string& project
 
   struct stat info {};
   if (::lstat(volume.path.c_str(), &info) == 0) {
+    if (S_ISLNK(info.st_mode)) {
+      return fail("volume " + volume.path + " is a symbolic link; zwrm rejects links there, so move it away");
+    }
     if (!S_ISREG(info.st_mode)) return fail("volume " + volume.path + " is not a regular file; move it away");
     volume.size_bytes = static_cast<std::uint64_t>(info.st_size);
     if (size_bytes != 0 && size_bytes != volume.size_bytes) {
