@@ -19,6 +19,8 @@
 #include "host/supervisor/exec_relay.h"
 #include "host/supervisor/exit_codes.h"
 #include "host/sys/paths.h"
+#include "state/database.h"
+#include "state/runs.h"
 #include "protocol/channel.h"
 #include "protocol/flow.h"
 #include "protocol/message.h"
@@ -83,6 +85,12 @@ class ClientSession {
 
  private:
   Status handle_frame(protocol::Frame&& frame);
+  // Reads what the supervisor sent before its end of the socket closed.
+  void drain();
+  // Fills ended_ from the run's row when the connection ended without a
+  // run-ended frame but the run did end (the client was stopped or too slow
+  // while the supervisor gave up delivering it).
+  void recover_end_from_database();
   void write_output(const protocol::Frame& frame);
   void read_stdin();
   void handle_signals();
@@ -92,6 +100,7 @@ class ClientSession {
   const supervisor::RunRequest& request_;
   UniqueFd signal_fd_;
   bool started_ = false;
+  std::string run_id_;  // from kRunStarted
   bool stdin_open_ = true;
   bool stdout_broken_ = false;
   protocol::SendCredit stdin_credit_;
@@ -142,6 +151,7 @@ Status ClientSession::handle_frame(protocol::Frame&& frame) {
       if (!value) return tl::unexpected(value.error());
       auto started = supervisor::run_started_from_json(*value);
       if (!started) return tl::unexpected(started.error());
+      run_id_ = started->run_id;
       for (const std::string& warning : started->warnings) {
         std::fprintf(stderr, "zwrm: warning: %s\n", printable(warning).c_str());
       }
@@ -226,6 +236,26 @@ void ClientSession::handle_signals() {
   }
 }
 
+void ClientSession::drain() {
+  for (int reads = 0; reads < 1000 && !ended_; ++reads) {
+    pollfd fd{channel_.fd(), POLLIN, 0};
+    if (::poll(&fd, 1, 100) <= 0) return;
+    auto open = channel_.receive([this](protocol::Frame&& frame) { return handle_frame(std::move(frame)); });
+    if (!open || !*open) return;
+  }
+}
+
+void ClientSession::recover_end_from_database() {
+  if (run_id_.empty()) return;
+  auto paths = sys::Paths::resolve();
+  if (!paths) return;
+  auto db = state::Database::open(paths->database);
+  if (!db) return;
+  auto run = state::find_run(**db, run_id_);
+  if (!run || run->state != "ended" || !run->exit_code) return;
+  ended_ = supervisor::RunEnded{run_id_, static_cast<int>(*run->exit_code), run->stop_cause, run->stop_detail, {}};
+}
+
 int ClientSession::run() {
   sigset_t mask;
   sigemptyset(&mask);
@@ -268,9 +298,13 @@ int ClientSession::run() {
                    std::string("stopped: the command did not exit within 5 s of SIG") + sigabbrev_np(forwarded_signal_),
                    forwarded_signal_);
     }
-    if (!channel_.flush()) break;
+    if (!channel_.flush()) {
+      drain();
+      break;
+    }
   }
   raw.reset();
+  if (!ended_) recover_end_from_database();
   if (!ended_) {
     print_error("lost the connection to the supervisor");
     return supervisor::kExitZwrmError;
