@@ -101,6 +101,7 @@ class ClientSession {
   UniqueFd signal_fd_;
   bool started_ = false;
   std::string run_id_;  // from kRunStarted
+  bool detached_ = false;
   bool stdin_open_ = true;
   bool stdout_broken_ = false;
   protocol::SendCredit stdin_credit_;
@@ -152,6 +153,13 @@ Status ClientSession::handle_frame(protocol::Frame&& frame) {
       auto started = supervisor::run_started_from_json(*value);
       if (!started) return tl::unexpected(started.error());
       run_id_ = started->run_id;
+      if (request_.detach) {
+        // The command gets no stdin, and the run goes on without this client.
+        channel_.send(FrameType::kEof, kMainStream, protocol::encode(protocol::Eof{FrameType::kStdin}));
+        std::printf("%s\n", run_id_.c_str());
+        std::fflush(stdout);
+        detached_ = true;
+      }
       for (const std::string& warning : started->warnings) {
         std::fprintf(stderr, "zwrm: warning: %s\n", printable(warning).c_str());
       }
@@ -267,7 +275,7 @@ int ClientSession::run() {
   std::optional<RawMode> raw;
   if (request_.tty) raw.emplace(STDIN_FILENO);
 
-  while (!ended_) {
+  while (!ended_ && !detached_) {
     pollfd fds[3] = {
         {channel_.fd(), static_cast<short>(POLLIN | (channel_.has_pending() ? POLLOUT : 0)), 0},
         {signal_fd_.get(), POLLIN, 0},
@@ -304,6 +312,12 @@ int ClientSession::run() {
     }
   }
   raw.reset();
+  if (detached_) {
+    // Best effort: the supervisor reads the end of stdin before it sees this
+    // client go; without it the command's stdin stays open, unread.
+    (void)channel_.flush();
+    return 0;
+  }
   if (!ended_) recover_end_from_database();
   if (!ended_) {
     print_error("lost the connection to the supervisor");

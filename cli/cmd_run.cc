@@ -67,6 +67,9 @@ void add_run_commands(CLI::App& app, Context& context) {
                   "Agent (project) whose volume, settings, environment and secrets the run uses (default: default)")
       ->type_name("NAME");
   add_run_options(*run, *options);
+  run->add_flag("-d,--detach", options->detach,
+                "Start the run, print its id and return; it goes on until it ends or reaches its deadline "
+                "(--timeout is required), and its output goes to `zwrm logs RUN --output`");
   run->add_option("command", *command, "The command and its arguments, best after `--`")->type_name("COMMAND");
   run->positionals_at_end();
   run->callback([run, options, command, &context] {

@@ -188,15 +188,18 @@ int extend_run(const std::string& id, const std::string& by) {
   return 0;
 }
 
-int show_logs(const std::string& id, bool supervisor_log, bool raw) {
+int show_logs(const std::string& id, const std::string& file, bool raw) {
   auto session = open_session();
   if (!session) return report_error(session.error());
   auto run = state::find_run(*session->db, id);
   if (!run) return report_error(run.error());
-  const std::string path = run->log_dir + (supervisor_log ? "/supervisor.log" : "/console.log");
+  const std::string path = run->log_dir + "/" + file;
   if (!sys::path_exists(run->log_dir)) {
     return report_error({"the logs of run " + run->id + " were removed; zwrm keeps those of the newest " +
                          std::to_string(supervisor::kKeptRunLogs) + " ended runs"});
+  }
+  if (file == "output.log" && !sys::path_exists(path)) {
+    return report_error({"run " + run->id + " has no output log: only a detached run (zwrm run --detach) writes one"});
   }
   auto content = sys::read_file(path);
   if (!content) return report_error(content.error());
@@ -234,11 +237,15 @@ void add_status_commands(CLI::App& app, Context& context) {
   auto supervisor_log = std::make_shared<bool>(false);
   auto raw = std::make_shared<bool>(false);
   logs->add_option("run", *logs_id, "Run id, or a unique prefix of at least 4 characters")->required();
+  auto output_log = std::make_shared<bool>(false);
   logs->add_flag("--supervisor", *supervisor_log, "Print the supervisor's log instead");
+  logs->add_flag("--output", *output_log, "Print a detached run's stdout and stderr instead")
+      ->excludes("--supervisor");
   logs->add_flag("--raw", *raw,
                  "Print the log byte for byte; by default control characters the guest wrote are escaped as \\xNN");
-  logs->callback([logs_id, supervisor_log, raw, &context] {
-    context.exit_code = show_logs(*logs_id, *supervisor_log, *raw);
+  logs->callback([logs_id, supervisor_log, output_log, raw, &context] {
+    const char* file = *supervisor_log ? "supervisor.log" : *output_log ? "output.log" : "console.log";
+    context.exit_code = show_logs(*logs_id, file, *raw);
   });
 }
 

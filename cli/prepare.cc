@@ -197,6 +197,11 @@ Result<supervisor::RunRequest> prepare_run(const RunOptions& options, const sys:
   if (!jail_mode) return tl::unexpected(jail_mode.error());
   request.jail = jail::mode_name(*jail_mode);
   request.tty = options.tty;
+  request.detach = options.detach;
+  if (request.detach && !request.timeout_ms) {
+    return fail("a detached run needs a deadline, so it cannot run forever unseen; give --timeout, or set the "
+                "agent's with `zwrm agent set " + options.project + " --timeout D`");
+  }
   if (options.tty) {
     auto size = window_size(STDIN_FILENO).value_or(WindowSize{24, 80});
     request.rows = size.rows;

@@ -38,6 +38,7 @@ struct RunOptions {
   std::string accel = "auto";
   bool root = false;
   bool tty = false;
+  bool detach = false;  // --detach: needs a deadline
   bool allow_no_limits = false;  // --no-limits
   std::string jail = "full";     // --jail full|partial|off
   std::vector<std::string> publish;  // --publish [ADDR:]HOSTPORT:GUESTPORT

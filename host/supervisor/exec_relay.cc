@@ -10,6 +10,7 @@ Status ExecRelay::relay_output(const protocol::Frame& frame, protocol::ReceiveWi
     client_->send(frame.type, frame.stream, frame.payload);
     return {};
   }
+  if (sink_) sink_(frame.type, frame.payload);
   const auto bytes = static_cast<std::uint32_t>(frame.payload.size());
   if (auto released = window.release(bytes); !released) return released;
   guest_.send(FrameType::kCredit, frame.stream, protocol::encode(protocol::Credit{frame.type, bytes}));

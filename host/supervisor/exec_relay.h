@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <vector>
 
 #include "common/error.h"
 #include "protocol/channel.h"
@@ -25,6 +27,11 @@ inline constexpr std::uint32_t kMainStream = 1;
 class ExecRelay {
  public:
   ExecRelay(protocol::Channel& guest, protocol::Channel* client) : guest_(guest), client_(client) {}
+
+  // Where output goes once the client has gone (a detached run); without a
+  // sink it is dropped. The guest gets its credit back either way.
+  using OutputSink = std::function<void(protocol::FrameType kind, const std::vector<std::uint8_t>& bytes)>;
+  void set_output_sink(OutputSink sink) { sink_ = std::move(sink); }
 
   // Handles a guest frame on kMainStream. Errors are protocol violations by
   // the guest.
@@ -43,6 +50,7 @@ class ExecRelay {
 
   protocol::Channel& guest_;
   protocol::Channel* client_;
+  OutputSink sink_;
   protocol::ReceiveWindow stdout_window_;
   protocol::ReceiveWindow stderr_window_;
   protocol::SendCredit guest_stdin_credit_;

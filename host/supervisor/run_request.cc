@@ -123,6 +123,7 @@ json to_json(const RunRequest& request) {
                 {"root", request.root},         {"tty", request.tty},
                 {"allow_no_limits", request.allow_no_limits},
                 {"jail", request.jail},
+                {"detach", request.detach},
                 {"rows", request.rows},         {"cols", request.cols},
                 {"cpus", request.cpus},         {"memory_mib", request.memory_mib},
                 {"accel", request.accel},       {"accel_reason", request.accel_reason},
@@ -151,6 +152,7 @@ Result<RunRequest> run_request_from_json(const json& value) {
     request.tty = value.at("tty").get<bool>();
     request.allow_no_limits = value.at("allow_no_limits").get<bool>();
     request.jail = value.at("jail").get<std::string>();
+    request.detach = value.at("detach").get<bool>();
     request.rows = integer_field<std::uint16_t>(value, "rows");
     request.cols = integer_field<std::uint16_t>(value, "cols");
     request.cpus = integer_field<unsigned>(value, "cpus");

@@ -36,6 +36,9 @@ struct RunRequest {
   std::vector<std::string> env;  // KEY=VALUE, added to the defaults (PATH, HOME, ...)
   bool root = false;             // run as root instead of the agent user
   bool tty = false;
+  // Keep running when the client goes away; its output then goes to the
+  // run's output.log. The client makes sure such a run has a deadline.
+  bool detach = false;
   // Run without the host cgroup when this host cannot provide one; the run
   // records that its limits were not applied.
   bool allow_no_limits = false;

@@ -69,10 +69,30 @@ ControlReply Supervisor::extend_deadline(const protocol::Frame& frame, const Pee
 
 void Supervisor::client_gone() {
   if (!client_) return;
+  if (request_.detach) {
+    detach_output();
+    relay_->detach_client();
+    client_.reset();
+    spdlog::info("the client detached; output goes to {}/output.log", log_dir_);
+    record("run.detach", {{"output_log", log_dir_ + "/output.log"}});
+    return;
+  }
   spdlog::warn("the client disconnected");
   relay_->detach_client();
   client_.reset();
   stop({kExitZwrmError, "client-lost", "the client disconnected"});
+}
+
+void Supervisor::detach_output() {
+  auto log = ConsoleLog::create(log_dir_ + "/output.log", kDetachedOutputCap);
+  if (!log) {
+    spdlog::warn("the detached run's output is dropped: {}", log.error().message);
+    return;
+  }
+  output_log_ = std::move(*log);
+  relay_->set_output_sink([this](FrameType, const std::vector<std::uint8_t>& bytes) {
+    output_log_->append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  });
 }
 
 }  // namespace zwrm::supervisor

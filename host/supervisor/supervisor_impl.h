@@ -40,6 +40,9 @@ namespace zwrm::supervisor {
 // 2-core host (bench/boot). A minute leaves room for a loaded host with many
 // VMs booting at once.
 inline constexpr std::chrono::seconds kBootTimeoutTcg{60};
+// What a detached run's output.log keeps of its stdout and stderr; the rest
+// is counted and dropped, as for the console.
+inline constexpr std::uint64_t kDetachedOutputCap = 64ull << 20;
 inline constexpr std::chrono::seconds kBootTimeoutKvm{30};
 // The guest init gives processes 2 s to exit after SIGTERM, then syncs; the
 // rest is margin before the VMM is killed.
@@ -96,6 +99,8 @@ class Supervisor {
   // Decrypts the agent's secrets as KEY=VALUE entries for the exec request.
   Result<std::vector<std::string>> reveal_secrets();
   void client_gone();
+  // Sends the main process's output to output.log from now on.
+  void detach_output();
 
   // Starts ending the run. The first cause wins; later calls only escalate.
   void stop(Outcome outcome);
@@ -114,6 +119,7 @@ class Supervisor {
   std::unique_ptr<GuestEventLog> guest_events_;
   std::optional<Clock::time_point> egress_activity_seen_;
   std::optional<ConsoleLog> console_;
+  std::optional<ConsoleLog> output_log_;  // a detached run's stdout and stderr
   std::optional<ControlSocket> control_;
   UniqueFd console_fd_;
   UniqueFd signal_fd_;

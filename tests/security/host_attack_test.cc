@@ -202,10 +202,9 @@ TEST(HostAttack, KilledSupervisorTakesVmmAlong) {
   EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
 }
 
-// zwrm has no detached mode: a run lives as long as its client. The closest
-// case is a client that is stopped (SIGSTOP) and so reads nothing while the
-// guest ignores SIGTERM and writes output without end. The run still ends at
-// its deadline, its VMM within the shutdown grace after it, and the client
+// A client that is stopped (SIGSTOP) reads nothing while the guest ignores
+// SIGTERM and writes output without end. The run still ends at its
+// deadline, its VMM within the shutdown grace after it, and the client
 // reports the deadline once it resumes.
 TEST(HostAttack, DeadlineHoldsWhileClientStopped) {
   TestHome home;
@@ -235,6 +234,47 @@ TEST(HostAttack, DeadlineHoldsWhileClientStopped) {
   ASSERT_TRUE(end.has_value()) << "the resumed client did not exit";
   EXPECT_EQ(end->exit_code, 124) << *end;
   EXPECT_NE(end->err.find("deadline"), std::string::npos) << *end;
+}
+
+// A detached run has no client to end it: the host's deadline does, with
+// the guest ignoring SIGTERM and writing output without end.
+TEST(HostAttack, DetachedRunEndsAtDeadline) {
+  TestHome home;
+  const auto started = Clock::now();
+  const Outcome detached = home.zwrm(
+      run_args("unseen", {"sh", "-c", "trap '' TERM; exec yes"}, {"--detach", "--timeout", "8s"}));
+  ASSERT_EQ(detached.exit_code, 0) << detached;
+  const std::string id = detached.out.substr(0, detached.out.find('\n'));
+
+  EXPECT_TRUE(wait_until([&] { return home.vmm_pids().empty(); }, 30s));
+  EXPECT_LT(std::chrono::duration_cast<Milliseconds>(Clock::now() - started), 8s + 5s + 5s)
+      << "the VMM outlived the deadline by more than the shutdown grace";
+  ASSERT_TRUE(wait_until([&] { return find_run(home, id)["state"] == "ended"; }, kCleanupTimeout));
+  const nlohmann::json ended = find_run(home, id);
+  EXPECT_EQ(ended["stop_cause"], "deadline") << ended.dump();
+  EXPECT_EQ(ended["exit_code"], 124) << ended.dump();
+  // The output log keeps its cap however much the guest writes.
+  std::error_code error;
+  const auto size = fs::file_size(home.home() + "/logs/" + id + "/output.log", error);
+  EXPECT_FALSE(error) << error.message();
+  EXPECT_LE(size, (64u << 20) + 256u);
+}
+
+// The supervisor of a detached run killed: its VMM goes with it.
+TEST(HostAttack, KilledSupervisorOfDetachedRun) {
+  TestHome home;
+  const Outcome detached = home.zwrm(run_args("unseen", {"sleep", "1000"}, {"--detach", "--timeout", "10m"}));
+  ASSERT_EQ(detached.exit_code, 0) << detached;
+  const std::string id = detached.out.substr(0, detached.out.find('\n'));
+  const nlohmann::json live = find_run(home, id);
+  const pid_t supervisor = live["supervisor_pid"].get<pid_t>();
+  ASSERT_GT(supervisor, 1);
+  ASSERT_EQ(home.vmm_pids().size(), 1u);
+
+  ASSERT_EQ(::kill(supervisor, SIGKILL), 0) << std::strerror(errno);
+  EXPECT_TRUE(wait_until([&] { return home.vmm_pids().empty(); }, 5s)) << "the VMM outlived its supervisor";
+  EXPECT_TRUE(wait_until([&] { return find_run(home, id)["state"] == "ended"; }, kCleanupTimeout));
+  EXPECT_EQ(find_run(home, id)["stop_cause"], "supervisor-lost");
 }
 
 // SIGKILL to the VMM: the run ends with 125 and one line that names the run
