@@ -30,8 +30,16 @@ std::vector<std::string> cp_args(const std::string& source, const std::string& d
   return {"cp", "--memory", kSmallMemory, source, destination};
 }
 
+// Creates the agent a test copies to and from: zwrm cp never creates one.
+void create_agent(TestHome& home, const std::string& name, const std::string& disk = "64M") {
+  const Outcome created =
+      home.zwrm({"agent", "create", name, "--template", "minimal", "--memory", kSmallMemory, "--disk", disk});
+  ASSERT_EQ(created.exit_code, 0) << created;
+}
+
 TEST(Copy, InAndOutKeepBytesAndMode) {
   TestHome home;
+  create_agent(home, "copy");
   std::string bytes;
   for (int i = 0; i < 300 * 1024; ++i) bytes.push_back(static_cast<char>(i % 251));
   const std::string source = home.scratch() + "/data.bin";
@@ -63,6 +71,7 @@ TEST(Copy, InAndOutKeepBytesAndMode) {
 
 TEST(Copy, FailedCopyOutKeepsDestination) {
   TestHome home;
+  create_agent(home, "copy");
   const std::string destination = home.scratch() + "/kept.txt";
   write_bytes(destination, "old content\n");
 
@@ -73,11 +82,15 @@ TEST(Copy, FailedCopyOutKeepsDestination) {
   EXPECT_EQ(read_bytes(destination), "old content\n");
   // No temporary file is left beside it.
   EXPECT_EQ(std::distance(fs::directory_iterator(home.scratch()), fs::directory_iterator()), 1);
-  EXPECT_TRUE(home.events("file.copy_out").empty());
+  const std::vector<nlohmann::json> copies = home.events("file.copy_out");
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(copies[0]["result"], "failed");
+  EXPECT_FALSE(copies[0].contains("sha256"));
 }
 
 TEST(Copy, PathIsNeverShellSyntax) {
   TestHome home;
+  create_agent(home, "copy");
   const std::string source = home.scratch() + "/a.txt";
   write_bytes(source, "payload\n");
   const std::string name = "odd name; touch pwned $(touch pwned2) `touch pwned3`";
@@ -88,6 +101,51 @@ TEST(Copy, PathIsNeverShellSyntax) {
   EXPECT_NE(listed.out.find(name + "\n"), std::string::npos) << listed;
   EXPECT_EQ(listed.out.find("pwned"), listed.out.find(name) + name.find("pwned")) << listed;
   EXPECT_EQ(listed.out.find("\npwned"), std::string::npos) << listed;
+}
+
+// A copy that fails half way (the volume fills up) leaves the file it was
+// to replace as it was, and no partial file, and the audit log says it failed.
+TEST(Copy, FailedCopyInKeepsOldFile) {
+  TestHome home;
+  create_agent(home, "small", "64M");
+  ASSERT_EQ(home.zwrm(run_args("small", {"sh", "-c", "echo important > /workspace/notes.txt"})).exit_code, 0);
+  const std::string big = home.scratch() + "/big.bin";
+  std::string bytes(80 << 20, 'x');
+  write_bytes(big, bytes);
+
+  const Outcome in = home.zwrm(cp_args(big, "small:notes.txt"), {.timeout = 180s});
+  EXPECT_NE(in.exit_code, 0) << in;
+  EXPECT_NE(in.err.find("/workspace/notes.txt is unchanged"), std::string::npos) << in;
+  const Outcome listed = home.zwrm(run_args("small", {"sh", "-c", "cat notes.txt; ls -A /workspace"}));
+  EXPECT_EQ(listed.out.substr(0, listed.out.find('\n') + 1), "important\n") << listed;
+  EXPECT_EQ(listed.out.find("zwrm-copy"), std::string::npos) << listed;
+  const std::vector<nlohmann::json> copies = home.events("file.copy_in");
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(copies[0]["result"], "failed");
+}
+
+// A guest file that is a link to a device would never end: only regular
+// files are copied out.
+TEST(Copy, DeviceBehindLinkNotCopiedOut) {
+  TestHome home;
+  create_agent(home, "copy");
+  ASSERT_EQ(home.zwrm(run_args("copy", {"ln", "-s", "/dev/zero", "/workspace/report.md"})).exit_code, 0);
+  const std::string destination = home.scratch() + "/report.md";
+  const Outcome out = home.zwrm(cp_args("copy:report.md", destination), {.timeout = 60s});
+  EXPECT_NE(out.exit_code, 0) << out;
+  EXPECT_NE(out.err.find("is not a regular file"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(destination));
+}
+
+TEST(Copy, UnknownAgentNotCreated) {
+  TestHome home;
+  write_bytes(home.scratch() + "/a.txt", "x");
+  const Outcome in = home.zwrm(cp_args(home.scratch() + "/a.txt", "ghost:a.txt"));
+  EXPECT_EQ(in.exit_code, 125) << in;
+  EXPECT_NE(in.err.find("no agent named ghost"), std::string::npos) << in;
+  const Outcome out = home.zwrm(cp_args("ghost:a.txt", home.scratch() + "/b.txt"));
+  EXPECT_EQ(out.exit_code, 125) << out;
+  EXPECT_EQ(home.zwrm({"agent", "ls"}).out.find("ghost"), std::string::npos);
 }
 
 struct BadCopy {
