@@ -22,13 +22,19 @@ Status check_opened(const struct stat& info, const std::string& path) {
                 " hard links; another name could change it, so remove the other links");
   }
   if ((info.st_mode & S_IWOTH) != 0) return fail(name + " is writable by every user; run chmod o-w on it");
+  if ((info.st_mode & S_IWGRP) != 0 && info.st_gid != ::getegid() && info.st_gid != 0) {
+    return fail(name + " is writable by group " + std::to_string(info.st_gid) +
+                ", which is not yours; run chmod g-w on it");
+  }
   return {};
 }
 
 }  // namespace
 
 Result<UniqueFd> open_artifact(const std::string& path, Access access) {
-  const int flags = (access == Access::kReadWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+  // O_NONBLOCK: opening a FIFO planted there must not wait for a writer.
+  const int flags =
+      (access == Access::kReadWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
   UniqueFd fd(::open(path.c_str(), flags));
   if (!fd) {
     if (errno == ELOOP) {
@@ -40,6 +46,9 @@ Result<UniqueFd> open_artifact(const std::string& path, Access access) {
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) return fail_errno("cannot inspect " + printable(path));
   if (auto checked = check_opened(info, path); !checked) return tl::unexpected(checked.error());
+  if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0) {
+    return fail_errno("cannot set up " + printable(path));
+  }
   return fd;
 }
 

@@ -19,7 +19,8 @@ enum class Access { kReadOnly, kReadWrite };
 
 // Opens path with O_NOFOLLOW and O_CLOEXEC and checks what was opened: a
 // regular file, owned by the calling user or by root, with exactly one hard
-// link, and not writable by other users. Fails with one sentence naming the
+// link, and writable by no other user or foreign group. A FIFO there does not
+// block the open. Fails with one sentence naming the
 // path and the problem otherwise; the check applies to the opened file, so
 // a swap between check and use is impossible.
 //

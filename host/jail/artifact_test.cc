@@ -73,6 +73,22 @@ TEST_F(ArtifactTest, WorldWritableRejected) {
   EXPECT_NE(rejection(file_).find("writable by every user"), std::string::npos);
 }
 
+TEST_F(ArtifactTest, ForeignGroupWritableRejected) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the file another group";
+  ASSERT_EQ(::chown(file_.c_str(), 0, 12345), 0);
+  ASSERT_EQ(::chmod(file_.c_str(), 0664), 0);
+  EXPECT_NE(rejection(file_).find("writable by group 12345"), std::string::npos);
+  ASSERT_EQ(::chmod(file_.c_str(), 0644), 0);
+  EXPECT_EQ(rejection(file_), "");
+}
+
+TEST_F(ArtifactTest, FifoRejectedWithoutBlocking) {
+  const std::string fifo = dir_ + "/fifo.ext4";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_NE(rejection(fifo).find("not a regular file"), std::string::npos);
+  EXPECT_NE(rejection(fifo, Access::kReadWrite).find("not a regular file"), std::string::npos);
+}
+
 TEST_F(ArtifactTest, OtherOwnerRejected) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the file another owner";
   ASSERT_EQ(::chown(file_.c_str(), 12345, 12345), 0);

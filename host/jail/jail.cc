@@ -33,7 +33,7 @@ constexpr int kReportFd = 1000;
 // How long the parent waits for the child to execute the VMM.
 constexpr int kExecTimeoutMs = 10'000;
 
-// What the child does, in order; a failure is reported as one of these.
+// The child's steps, in order. A failure is reported as one of them.
 enum class ChildStep : int {
   kDeathSignal,
   kPrivateMounts,
@@ -105,7 +105,7 @@ struct ChildPlan {
   const Options* options;
   std::vector<RootOp> ops;
   std::vector<char*> argv;
-  int alive_fd;  // read end of a pipe whose write end only the parent holds
+  int alive_fd;  // read end of a pipe whose write end only the parent has open
 };
 
 [[noreturn]] void child_fail(ChildStep step, int index = -1) {
@@ -220,7 +220,9 @@ void set_limits(const Options& options) {
   const rlimit no_core{0, 0};
   const rlimit open_files{options.open_files, options.open_files};
   const rlimit processes{options.processes, options.processes};
+  const rlimit file_size{options.file_size, options.file_size};
   if (::setrlimit(RLIMIT_CORE, &no_core) != 0 || ::setrlimit(RLIMIT_NOFILE, &open_files) != 0 ||
+      ::setrlimit(RLIMIT_FSIZE, &file_size) != 0 ||
       (options.own_user && ::setrlimit(RLIMIT_NPROC, &processes) != 0)) {
     child_fail(ChildStep::kLimits);
   }

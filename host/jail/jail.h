@@ -4,10 +4,10 @@
 // taken over by the guest. spawn() starts it as a child that
 //   1. enters new mount, pid, ipc, uts, cgroup and network namespaces (the
 //      network namespace stays empty: the guest has no network device);
-//   2. mounts a tmpfs over an empty per-run directory holding only read-only
-//      /usr, the library links, a few device nodes and the kernel and
-//      initramfs, bound from descriptors the caller opened; remounts it
-//      read-only and pivots into it, detaching the host's tree;
+//   2. mounts a tmpfs over an empty per-run directory and puts in it only
+//      read-only /usr, the library links, a few device nodes, and the kernel
+//      and initramfs from descriptors the caller opened. Then it remounts the
+//      tmpfs read-only and pivots into it, detaching the host's tree;
 //   3. switches to the run's own uid and gid with no capabilities, no
 //      bounding set and SECBIT_NOROOT, then sets no_new_privs;
 //   4. sets resource limits (open files, processes, no core dumps);
@@ -49,10 +49,10 @@ enum class Step { kNamespaces, kOwnUser };
 
 const char* step_name(Step step);
 
-// The uid and gid of the jailed VMM of the supervisor with this pid: a
-// range of its own above the ids of users and containers, one id per live
-// supervisor (pids are unique while the supervisor lives, and its VMM dies
-// with it).
+// The uid and gid of the jailed VMM of the supervisor with this pid. The
+// range lies above the ids of users and containers. Each live supervisor
+// has its own id, because pids are unique while it lives and its VMM dies
+// with it.
 inline constexpr uid_t kFirstJailId = 2'100'000'000;
 uid_t jail_id_for(pid_t supervisor_pid);
 
@@ -80,6 +80,9 @@ struct Options {
   // descriptor is closed.
   std::vector<int> fds;
   rlim_t open_files = 1024;
+  // The largest file the VMM may write or grow (RLIMIT_FSIZE): the volume's
+  // size, so a VMM taken over cannot grow the volume or its log past it.
+  rlim_t file_size = RLIM_INFINITY;
   rlim_t processes = 256;  // threads count too; applied only with an own user
   bool namespaces = true;
   bool own_user = true;

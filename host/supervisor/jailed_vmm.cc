@@ -66,8 +66,14 @@ json JailedVmm::describe() const {
 std::vector<std::string> JailedVmm::warnings() const {
   std::vector<std::string> sentences;
   for (const Skipped& entry : skipped) {
-    const char* what = entry.step == jail::Step::kOwnUser ? "its own user" : "its own namespaces and root";
-    sentences.push_back(std::string("the VMM runs without ") + what + " (" + entry.reason + ")");
+    if (entry.step == jail::Step::kOwnUser && uid == 0) {
+      // Without capabilities, uid 0 still owns the host's system files.
+      sentences.push_back("the VMM runs as root (uid 0, without capabilities), not as a user of its own, so it "
+                          "could write files root owns (" + entry.reason + ")");
+    } else {
+      const char* what = entry.step == jail::Step::kOwnUser ? "its own user" : "its own namespaces and root";
+      sentences.push_back(std::string("the VMM runs without ") + what + " (" + entry.reason + ")");
+    }
   }
   return sentences;
 }
@@ -86,6 +92,9 @@ Result<JailedVmm> start_jailed_vmm(const vmm::Vmm& backend, vmm::VmConfig config
     options.groups = kvm_groups();
   }
   options.files = {{files.kernel.get(), "kernel"}, {files.initramfs.get(), "initramfs"}};
+  struct stat volume {};
+  if (::fstat(descriptors.volume, &volume) != 0) return fail_errno("cannot inspect the volume");
+  options.file_size = static_cast<rlim_t>(volume.st_size);
   // Reopening through /proc/self/fd gives the same file, whatever its path
   // names now.
   const UniqueFd volume_read_only(
