@@ -33,8 +33,8 @@ struct VmmDescriptors {
   int volume = -1;   // opened read-write and locked by the supervisor
 };
 
-// How the VMM was started: its pid and what of the jail applied, for the
-// run.jail audit event and the log.
+// The started VMM's pid and the jail steps it runs under, for the run.jail
+// audit event and the log.
 struct JailedVmm {
   pid_t pid = -1;
   jail::Mode mode = jail::Mode::kFull;
@@ -51,10 +51,10 @@ struct JailedVmm {
 };
 
 // Starts backend's VMM for config (its kernel, initramfs and disk fields are
-// filled in here) under mode, with root_dir as the jail's empty root. In
-// Mode::kFull a step the host cannot apply fails the start with a sentence
-// that names the --jail option; in kPartial the step is skipped, logged as a
-// warning and listed in the result.
+// filled in here) under mode, with root_dir as the jail's empty root.
+// Under Mode::kFull, a step the host cannot apply fails the start, and the
+// error names the --jail option. Under kPartial, such a step is skipped,
+// logged as a warning and listed in the result.
 Result<JailedVmm> start_jailed_vmm(const vmm::Vmm& backend, vmm::VmConfig config, const BootFiles& files,
                                    const VmmDescriptors& descriptors, jail::Mode mode, const std::string& root_dir);
 
