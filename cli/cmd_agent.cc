@@ -323,7 +323,7 @@ void add_agent_commands(CLI::App& app, Context& context) {
   CLI::App* create = agent->add_subcommand("create", "Create an agent and its volume");
   create->add_option("name", *create_name, "Agent name")->required();
   create->add_option("--template", create_input->template_name, "Template of the agent")->required()->type_name("NAME");
-  add_settings_options(*create, *create_input, "of each run (\"none\" for no deadline)");
+  add_settings_options(*create, *create_input, "of each run", "; \"none\" for no deadline");
   create->callback([create, create_name, create_input, &context] {
     if (auto valid = check_no_empty_values(*create); !valid) {
       context.exit_code = report_error(valid.error());
@@ -349,7 +349,7 @@ void add_agent_commands(CLI::App& app, Context& context) {
   CLI::App* set = agent->add_subcommand("set", "Change an agent's settings; they apply from its next run");
   set->add_option("name", *set_name, "Agent name")->required();
   set->add_option("--template", set_input->template_name, "Template of the agent")->type_name("NAME");
-  add_settings_options(*set, *set_input, "of each run (\"none\" removes a deadline)");
+  add_settings_options(*set, *set_input, "of each run", "; \"none\" removes the deadline");
   set->callback([set, set_name, set_input, &context] {
     if (auto valid = check_no_empty_values(*set); !valid) {
       context.exit_code = report_error(valid.error());

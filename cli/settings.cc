@@ -31,17 +31,20 @@ Result<std::optional<std::int64_t>> parse_connections(const std::string& text) {
 
 }  // namespace
 
-void add_settings_options(CLI::App& command, SettingsInput& input, const std::string& what) {
+void add_settings_options(CLI::App& command, SettingsInput& input, const std::string& what,
+                          const std::string& deadline_note) {
   command.add_option("--cpus", input.cpus, "Virtual CPUs " + what)->type_name("N");
   command.add_option("--memory", input.memory, "Memory " + what + ", such as 512M or 2G")->type_name("SIZE");
   command.add_option("--disk", input.disk, "Size of the volume, such as 10G; applies when it is created")
       ->type_name("SIZE");
   command.add_option("--timeout", input.timeout,
-                     "Deadline " + what + ", such as 30s, 10m or 2h: the host ends the VM when it passes")
+                     "Deadline " + what + ", such as 30s, 10m or 2h: the host ends the VM when it passes" +
+                         deadline_note)
       ->type_name("DURATION");
   command.add_option("--idle-timeout", input.idle_timeout,
                      "Idle deadline " + what +
-                         ": the VM ends after this long without terminal input or output, guest CPU use or egress")
+                         ": the VM ends after this long without terminal input or output, guest CPU use or egress" +
+                         deadline_note)
       ->type_name("DURATION");
   command.add_option("--egress-rate", input.egress_rate,
                      "Bandwidth cap for data the guest sends out " + what + ", such as 10M (bytes per second)")

@@ -41,8 +41,11 @@ inline constexpr unsigned kDefaultMaxConnections = 128;
 // Adds --cpus, --memory, --disk, --timeout, --idle-timeout and the egress
 // limits (--egress-rate, --ingress-rate, --egress-quota, --max-connections)
 // to command.
-// `what` completes the help text: "of this run" or "of the agent".
-void add_settings_options(CLI::App& command, SettingsInput& input, const std::string& what);
+// `what` completes the help text: "of this run" or "of each run", and
+// `deadline_note`, when not empty, ends the help of the two deadlines (what
+// "none" does).
+void add_settings_options(CLI::App& command, SettingsInput& input, const std::string& what,
+                          const std::string& deadline_note = {});
 
 Result<unsigned> parse_cpus(const std::string& text);
 // Returns MiB.
