@@ -289,11 +289,15 @@ int ClientSession::run() {
     if (::poll(fds, 3, timeout) < 0 && errno != EINTR) break;
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       auto open = channel_.receive([this](protocol::Frame&& frame) { return handle_frame(std::move(frame)); });
-      if (!open) {
+      if (!open && open.error().errno_value != ECONNRESET) {
         print_error(open.error().message);
         return supervisor::kExitZwrmError;
       }
-      if (!*open && !ended_) {
+      // A reset is the supervisor dying with data unread, as is an end of
+      // file before the run's end.
+      if ((!open || !*open) && !ended_) {
+        recover_end_from_database();
+        if (ended_) break;
         print_error("the supervisor exited unexpectedly; its log is in the run's log directory (`zwrm ps -a`)");
         return supervisor::kExitZwrmError;
       }

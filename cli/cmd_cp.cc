@@ -313,6 +313,12 @@ void add_copy_commands(CLI::App& app, Context& context) {
           {"zwrm cp needs exactly one side as AGENT:PATH, such as zwrm cp notes.txt my-project:notes.txt"});
       return;
     }
+    const std::string& remote = to.project.empty() ? from.path : to.path;
+    if (!is_valid_utf8(remote)) {
+      context.exit_code = report_error({"invalid guest path " + printable(remote) +
+                                        ": it is not valid UTF-8; rename the file in the guest first"});
+      return;
+    }
     options->tty = false;
     // A pump writing to a run that is gone gets EPIPE, not a fatal signal.
     ::signal(SIGPIPE, SIG_IGN);
