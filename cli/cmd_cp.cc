@@ -80,7 +80,7 @@ std::string guest_path(const std::string& path) {
   return absolute.lexically_normal().string();
 }
 
-// What a pump moved, and why it stopped early, if it did.
+// The bytes a pump moved, their digest, and why it stopped early, if it did.
 struct Pumped {
   std::uint64_t bytes = 0;
   std::string sha256;

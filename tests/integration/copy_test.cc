@@ -104,7 +104,8 @@ TEST(Copy, PathIsNeverShellSyntax) {
 }
 
 // A copy that fails half way (the volume fills up) leaves the file it was
-// to replace as it was, and no partial file, and the audit log says it failed.
+// to replace as it was, and no partial file. The audit log records the
+// failure.
 TEST(Copy, FailedCopyInKeepsOldFile) {
   TestHome home;
   create_agent(home, "small", "64M");
