@@ -67,8 +67,9 @@ struct AddressDecision {
 
 // Picks the first address the proxy may connect to. An address in a special
 // range (special_range) is allowed only when an address range rule on the
-// target's port contains it; any other address of an allowed target is
-// allowed. The proxy then connects to exactly the returned address, so a
+// target's port contains it, and an unspecified address (0.0.0.0/8, ::)
+// never, since Linux connects it to the host itself. Any other address of
+// an allowed target is allowed. The proxy then connects to exactly the returned address, so a
 // second resolution cannot swap in another one.
 AddressDecision choose_address(const std::vector<Rule>& rules, const Target& target,
                                const std::vector<IpAddress>& resolved);

@@ -39,9 +39,12 @@ void check_rule(std::string_view input) {
   const std::vector<Rule> rules = {*rule};
   ZWRM_CHECK(check_target(rules, target).allowed);
   if (rule->kind == Rule::Kind::kAddressRange) {
+    // An unspecified address (0.0.0.0/8, ::) is never allowed, whatever the
+    // rules say; every other address in the rule's range is.
     const AddressDecision decision = choose_address(rules, target, {rule->range.base});
-    ZWRM_CHECK(decision.allowed);
-    ZWRM_CHECK(decision.address == rule->range.base);
+    const auto special = special_range(rule->range.base);
+    ZWRM_CHECK(decision.allowed == !(special && *special == "unspecified"));
+    if (decision.allowed) ZWRM_CHECK(decision.address == rule->range.base);
   }
 }
 
