@@ -317,8 +317,8 @@ int ClientSession::run() {
   }
   raw.reset();
   if (detached_) {
-    // Best effort: the supervisor reads the end of stdin before it sees this
-    // client go; without it the command's stdin stays open, unread.
+    // Best effort: the supervisor reads the end of stdin before it notices
+    // this client has gone. Without it the command's stdin stays open.
     (void)channel_.flush();
     return 0;
   }

@@ -20,9 +20,9 @@ enum class Access { kReadOnly, kReadWrite };
 // Opens path with O_NOFOLLOW and O_CLOEXEC and checks what was opened: a
 // regular file, owned by the calling user or by root, with exactly one hard
 // link, and writable by no other user or foreign group. A FIFO there does not
-// block the open. Fails with one sentence naming the
-// path and the problem otherwise; the check applies to the opened file, so
-// a swap between check and use is impossible.
+// block the open. Otherwise fails with one sentence naming the path and the
+// problem. The check applies to the opened file, so a swap between check and
+// use is impossible.
 //
 // Security: only the last path component is checked for a link. The
 // directories above it (ZWRM_HOME, the cache) are the user's own.

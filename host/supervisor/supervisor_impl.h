@@ -40,8 +40,8 @@ namespace zwrm::supervisor {
 // 2-core host (bench/boot). A minute leaves room for a loaded host with many
 // VMs booting at once.
 inline constexpr std::chrono::seconds kBootTimeoutTcg{60};
-// What a detached run's output.log keeps of its stdout and stderr; the rest
-// is counted and dropped, as for the console.
+// The bytes of a detached run's stdout and stderr that output.log keeps.
+// The rest is dropped, as for the console.
 inline constexpr std::uint64_t kDetachedOutputCap = 64ull << 20;
 inline constexpr std::chrono::seconds kBootTimeoutKvm{30};
 // The guest init gives processes 2 s to exit after SIGTERM, then syncs; the

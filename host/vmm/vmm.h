@@ -1,9 +1,9 @@
 // The interface every VMM backend implements: it turns a VmConfig into the
 // VMM's command line. The supervisor starts that command in the jail
-// (host/jail) with its descriptors in place; everything guest-facing (the
+// (host/jail) with its descriptors in place. Everything guest-facing (the
 // control channel and the console) reaches the supervisor through two
-// sockets, never through files the VMM writes, and the VMM opens no host
-// file by a path the user or guest could change.
+// sockets, never through files the VMM writes. The VMM opens no host file by
+// a path the user or guest could change.
 #pragma once
 
 #include <sys/types.h>
@@ -41,10 +41,10 @@ struct Disk {
 };
 
 struct VmConfig {
-  // The VM's name on the VMM's command line (zwrm-RUNID), which tells which
-  // run a VMM process belongs to.
+  // The VM's name on the VMM's command line (zwrm-RUNID), which identifies
+  // the run a VMM process belongs to.
   std::string name;
-  std::string kernel;     // bzImage for QEMU, as the VMM sees it (inside its jail)
+  std::string kernel;     // bzImage for QEMU, at its path inside the VMM's jail
   std::string initramfs;
   std::string cmdline;    // appended to the backend's base kernel command line
   unsigned cpus = 1;

@@ -1,7 +1,7 @@
 // Attacks from inside a normal guest (the real zwrm-init, with the command
-// running as the agent user or, with --root, as root) on what it stores and
-// what it was given: the guest init's environment, the read-only template
-// image and the host's disk. Each case asserts the safe outcome on the host
+// running as the agent user or, with --root, as root). Their targets are the
+// guest init's environment, the read-only template image and the host's
+// disk. Each case asserts the safe outcome on the host
 // side, where the guest cannot lie about it.
 #include <sched.h>
 #include <sys/mount.h>
@@ -213,7 +213,7 @@ CommandResult check_file_system(const std::string& image) {
 // ENOSPC, and root also cannot write past the end of the volume's block
 // device. On the host, the volume file keeps its size and allocates no more
 // than that. The file system holding ZWRM_HOME loses no more than the
-// volume's size plus zwrm's own logs and database; it is a private tmpfs
+// volume's size plus zwrm's own logs and database. It is a private tmpfs
 // here, so no other process's writes blur the numbers. The next run still
 // starts and reads the files written before.
 TEST(GuestEscape, FullWorkspaceStaysInsideVolume) {

@@ -1,5 +1,5 @@
-// The jailed VMM as the host sees it: if a guest took over QEMU, this is
-// what the attacker would hold. Each case starts a real run and inspects its
+// The jailed VMM, inspected from the host: if a guest took over QEMU, this
+// is what the attacker would have. Each case starts a real run and inspects its
 // QEMU process through /proc.
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,7 +68,7 @@ class JailedVmm : public ::testing::Test {
   pid_t supervisor_ = -1;
 };
 
-TEST_F(JailedVmm, RunsAsOwnUserWithSeccompAndNoPrivileges) {
+TEST_F(JailedVmm, OwnUserSeccompNoPrivileges) {
   start();
   const long long id = kFirstJailId + supervisor_;
   EXPECT_EQ(status_field(vmm_, "Uid"), repeat_id(id));
@@ -121,7 +121,7 @@ TEST_F(JailedVmm, HasOwnNamespacesAndRoot) {
     EXPECT_NE(fs::read_symlink(std::string("/proc/self/ns/") + ns), fs::read_symlink(proc("ns/") + ns))
         << "the VMM shares the host's " << ns << " namespace";
   }
-  // PID 1 of its own pid namespace: it sees no other process.
+  // PID 1 of its own pid namespace, so no other process is visible to it.
   EXPECT_EQ(status_field(vmm_, "NSpid"), std::to_string(vmm_) + "\t1");
 
   std::set<std::string> root;
@@ -200,8 +200,8 @@ TEST_F(JailedVmm, OffModeIsRecordedAndWarned) {
 }
 
 // Without root zwrm cannot give the VMM its own uid or namespaces: the
-// default (full) jail fails with a way out, and `--jail partial` runs with
-// what remains, says so and records it.
+// default (full) jail fails and names the way out, and `--jail partial`
+// runs with what remains, warns and records it.
 TEST(JailWithoutRoot, FullFailsAndPartialRunsRecorded) {
   constexpr uid_t kNobody = 65534;
   TestHome home;

@@ -40,7 +40,7 @@ void check_rule(std::string_view input) {
   ZWRM_CHECK(check_target(rules, target).allowed);
   if (rule->kind == Rule::Kind::kAddressRange) {
     // An unspecified address (0.0.0.0/8, ::) is never allowed, whatever the
-    // rules say; every other address in the rule's range is.
+    // rules contain. Every other address in the rule's range is allowed.
     const AddressDecision decision = choose_address(rules, target, {rule->range.base});
     const auto special = special_range(rule->range.base);
     ZWRM_CHECK(decision.allowed == !(special && *special == "unspecified"));
