@@ -8,7 +8,6 @@
 // (file.copy_in, file.copy_out) are those of the bytes that were copied.
 #include <fcntl.h>
 #include <signal.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,7 +22,7 @@
 #include "cli/run_command.h"
 #include "common/printable.h"
 #include "common/unique_fd.h"
-#include "host/supervisor/exit_codes.h"
+#include "host/sys/files.h"
 #include "state/agents.h"
 #include "state/audit.h"
 #include "state/names.h"
@@ -92,8 +91,7 @@ struct Pumped {
 // stops after `limit` bytes or at the first write error.
 Pumped pump(int from, int to, std::uint64_t limit) {
   Pumped result;
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr);
+  sys::Sha256 digest;
   char buffer[64 * 1024];
   for (;;) {
     const ssize_t count = ::read(from, buffer, sizeof buffer);
@@ -112,17 +110,10 @@ Pumped pump(int from, int to, std::uint64_t limit) {
       }
       done += written;
     }
-    EVP_DigestUpdate(context.get(), buffer, static_cast<std::size_t>(count));
+    digest.update(buffer, static_cast<std::size_t>(count));
     result.bytes += static_cast<std::uint64_t>(count);
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_DigestFinal_ex(context.get(), digest, &size);
-  for (unsigned int i = 0; i < size; ++i) {
-    char hex[3];
-    std::snprintf(hex, sizeof hex, "%02x", digest[i]);
-    result.sha256 += hex;
-  }
+  result.sha256 = digest.hex_digest();
   return result;
 }
 

@@ -105,27 +105,34 @@ std::string to_hex(const unsigned char* data, std::size_t size) {
   return hex;
 }
 
-using DigestContext = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-
 }  // namespace
+
+Sha256::Sha256() : context_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
+  ZWRM_CHECK(context_ && EVP_DigestInit_ex(context_.get(), EVP_sha256(), nullptr) == 1);
+}
+
+void Sha256::update(const void* data, std::size_t size) { EVP_DigestUpdate(context_.get(), data, size); }
+
+std::string Sha256::hex_digest() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(context_.get(), digest, &size);
+  return to_hex(digest, size);
+}
 
 Result<std::string> sha256_file(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return fail_errno("cannot open " + path);
-  DigestContext context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  ZWRM_CHECK(context && EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) == 1);
+  Sha256 digest;
   std::unique_ptr<char[]> buffer(new char[1 << 20]);
   for (;;) {
     const ssize_t count = ::read(fd.get(), buffer.get(), 1 << 20);
     if (count < 0 && errno == EINTR) continue;
     if (count < 0) return fail_errno("cannot read " + path);
     if (count == 0) break;
-    EVP_DigestUpdate(context.get(), buffer.get(), static_cast<std::size_t>(count));
+    digest.update(buffer.get(), static_cast<std::size_t>(count));
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_DigestFinal_ex(context.get(), digest, &size);
-  return to_hex(digest, size);
+  return digest.hex_digest();
 }
 
 std::string sha256_hex(std::string_view data) {

@@ -3,9 +3,12 @@
 // descend into symlinked directories.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
+
+#include <openssl/types.h>
 
 #include "common/error.h"
 
@@ -24,6 +27,19 @@ bool path_exists(const std::string& path);
 // Hex SHA-256 of a file's content or of a string.
 Result<std::string> sha256_file(const std::string& path);
 std::string sha256_hex(std::string_view data);
+
+// A SHA-256 computed over data fed in pieces, for bytes that are streamed
+// rather than held.
+class Sha256 {
+ public:
+  Sha256();
+  void update(const void* data, std::size_t size);
+  // Returns the hex digest of everything fed so far; call it once, last.
+  std::string hex_digest();
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> context_;
+};
 
 // Returns n random bytes from getrandom(2).
 std::string random_bytes(std::size_t n);

@@ -51,6 +51,10 @@ TEST_F(FilesTest, Sha256OfKnownInput) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   ASSERT_TRUE(write_file_atomic(dir_ + "/abc", "abc"));
   EXPECT_EQ(sha256_file(dir_ + "/abc").value(), sha256_hex("abc"));
+  Sha256 pieces;
+  pieces.update("a", 1);
+  pieces.update("bc", 2);
+  EXPECT_EQ(pieces.hex_digest(), sha256_hex("abc"));
 }
 
 TEST_F(FilesTest, RandomHexHasRequestedLength) {
