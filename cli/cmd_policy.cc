@@ -47,7 +47,7 @@ Result<std::vector<std::string>> canonical_rules(const std::vector<std::string>&
 // Warns when a new address range rule also opens loopback or a cloud
 // metadata address, which a range such as 0.0.0.0/0 does silently. The
 // unspecified addresses (0.0.0.0, ::) are left out: the proxy never connects
-// to them, whatever the rules say.
+// to them, whatever the rules contain.
 void warn_about_host_addresses(const std::vector<std::string>& rules) {
   for (const std::string& text : rules) {
     auto rule = proxy::parse_rule(text);

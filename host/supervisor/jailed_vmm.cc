@@ -71,8 +71,8 @@ std::vector<std::string> JailedVmm::warnings() const {
       sentences.push_back("the VMM runs as root (uid 0, without capabilities), not as a user of its own, so it "
                           "could write files root owns (" + entry.reason + ")");
     } else {
-      const char* what = entry.step == jail::Step::kOwnUser ? "its own user" : "its own namespaces and root";
-      sentences.push_back(std::string("the VMM runs without ") + what + " (" + entry.reason + ")");
+      const char* missing = entry.step == jail::Step::kOwnUser ? "its own user" : "its own namespaces and root";
+      sentences.push_back(std::string("the VMM runs without ") + missing + " (" + entry.reason + ")");
     }
   }
   return sentences;

@@ -18,7 +18,7 @@
 
 namespace zwrm::supervisor {
 
-// The longest timeout, idle timeout or deadline extension a message may
+// The maximum timeout, idle timeout or deadline extension a message may
 // carry: ten years, as `--timeout` and `zwrm extend` accept. The supervisor
 // adds these to clock readings in nanoseconds, which overflow only past
 // about 292 years.

@@ -139,9 +139,9 @@ TEST(HostAttack, SimultaneousRunsGetVolumeOnce) {
     ASSERT_TRUE(holder.wait_for_output("ready\n", 120s)) << holder.err();
     holder.write_stdin("go\n");
     holder.close_stdin();
-    const std::optional<Outcome> held = holder.wait(60s);
-    ASSERT_TRUE(held.has_value());
-    EXPECT_EQ(held->exit_code, 0) << *held;
+    const std::optional<Outcome> holder_end = holder.wait(60s);
+    ASSERT_TRUE(holder_end.has_value());
+    EXPECT_EQ(holder_end->exit_code, 0) << *holder_end;
 
     const std::set<std::string> ids = run_ids(home);
     std::vector<std::string> added;

@@ -147,6 +147,7 @@ TEST_F(JailedVmm, OnlyOwnDescriptorsOpen) {
   start();
   const std::string volume = fs::canonical(home_.volume_path("jailed")).string();
   const std::string log_dir = home_.home() + "/logs/";
+
   std::set<std::string> files;
   for (const auto& entry : fs::directory_iterator(proc("fd"))) {
     std::error_code error;
@@ -155,6 +156,7 @@ TEST_F(JailedVmm, OnlyOwnDescriptorsOpen) {
     if (target.starts_with("anon_inode:") || target.starts_with("socket:") || target.starts_with("pipe:")) continue;
     files.insert(target);
   }
+
   // /dev/null (stdin), the run's vmm.log, the template image and the volume:
   // no kernel or initramfs left open, nothing else of the host.
   bool log_seen = false;
@@ -171,7 +173,8 @@ TEST_F(JailedVmm, OnlyOwnDescriptorsOpen) {
     }
     ADD_FAILURE() << "the VMM has open " << file;
   }
-  EXPECT_TRUE(files.contains(volume)) << "the VMM does not hold the volume";
+
+  EXPECT_TRUE(files.contains(volume)) << "the VMM does not have the volume open";
   EXPECT_TRUE(log_seen);
   EXPECT_TRUE(image_seen);
 }

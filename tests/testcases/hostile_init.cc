@@ -6,7 +6,7 @@
 // never powers off, whatever the host requests.
 //
 //   console-flood       writes to the serial console as fast as it can and
-//                       keeps answering pings
+//                       keeps replying to pings
 //   truncated-frame     sends a frame header and part of its payload, then
 //                       nothing, and reads nothing
 //   endless-frames      sends valid pong frames as fast as it can and never
